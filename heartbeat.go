@@ -1,0 +1,248 @@
+package redislock
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// A heartbeat renews every held lock of one Redis client. It has no
+// goroutine of its own: a timer runs a renewal round when the earliest
+// renewal is due, and the round sends all renewals due by then in one
+// pipeline. With no hold queued it is idle and leaves the registry.
+type heartbeat struct {
+	client redis.UniversalClient
+	batch  int // keys per extend call
+
+	mu      sync.Mutex
+	queue   holdQueue // holds waiting for their renewal, earliest first
+	n       int       // holds registered: queued or in a running round
+	timer   *time.Timer
+	running bool
+	idle    sync.Cond // broadcast when a round ends
+}
+
+// extendBatch is how many renewals one extend call carries on a client that
+// sends every key to one server.
+const extendBatch = 100
+
+// maxRound bounds one renewal round, so a stalled server cannot hold up a
+// release that waits for the round to finish.
+const maxRound = DefaultReleaseTimeout
+
+var heartbeats struct {
+	mu sync.Mutex
+	m  map[redis.UniversalClient]*heartbeat
+}
+
+// schedule queues h for renewals through client, the first at renewAt.
+// It must be called before h is published to other goroutines.
+func schedule(client redis.UniversalClient, h *hold, renewAt time.Time) {
+	heartbeats.mu.Lock()
+	defer heartbeats.mu.Unlock()
+	s := heartbeats.m[client]
+	if s == nil {
+		s = &heartbeat{client: client, batch: 1}
+		if _, ok := client.(*redis.Client); ok {
+			s.batch = extendBatch
+		}
+		s.idle.L = &s.mu
+		s.timer = time.AfterFunc(time.Hour, s.round)
+		s.timer.Stop()
+		if heartbeats.m == nil {
+			heartbeats.m = make(map[redis.UniversalClient]*heartbeat)
+		}
+		heartbeats.m[client] = s
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h.hb, h.renewAt, h.removed = s, renewAt, false
+	heap.Push(&s.queue, h)
+	s.n++
+	if h.index == 0 && !s.running {
+		s.timer.Reset(time.Until(renewAt))
+	}
+}
+
+// remove stops renewing h. If h was the last hold, remove waits for a
+// running round to finish, so no renewal is in flight when it returns.
+func (s *heartbeat) remove(h *hold) {
+	heartbeats.mu.Lock()
+	s.mu.Lock()
+	if h.removed {
+		s.mu.Unlock()
+		heartbeats.mu.Unlock()
+		return
+	}
+	h.removed = true
+	if h.index >= 0 {
+		heap.Remove(&s.queue, h.index)
+	}
+	s.n--
+	last := s.n == 0
+	if last {
+		s.timer.Stop()
+		if heartbeats.m[s.client] == s {
+			delete(heartbeats.m, s.client)
+		}
+	}
+	heartbeats.mu.Unlock()
+	for last && s.running {
+		s.idle.Wait()
+	}
+	s.mu.Unlock()
+}
+
+// round renews every hold due now or soon; it runs on s.timer.
+func (s *heartbeat) round() {
+	s.mu.Lock()
+	if s.running || len(s.queue) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	s.running = true
+	now := time.Now()
+	// Renewing a little early costs nothing and lets holds whose renewals
+	// fall close together share one round trip.
+	soon := now.Add(s.queue[0].lock.opts.heartbeat / 8)
+	var due []*hold
+	for len(s.queue) > 0 && !s.queue[0].renewAt.After(soon) {
+		due = append(due, heap.Pop(&s.queue).(*hold))
+	}
+	s.mu.Unlock()
+
+	start := time.Now()
+	results := s.renew(due)
+
+	s.mu.Lock()
+	for i, h := range due {
+		if h.removed {
+			continue
+		}
+		switch results[i] {
+		case renewOK:
+			h.renewAt = start.Add(h.lock.opts.heartbeat)
+		case renewFailed:
+			// Retry well before the deadline; Redis may recover in time.
+			h.renewAt = time.Now().Add(min(h.lock.opts.heartbeat, h.lock.validity(h.lock.opts.ttl)/8))
+		case renewRefused:
+			h.removed = true
+			s.n--
+			continue
+		}
+		heap.Push(&s.queue, h)
+	}
+	s.running = false
+	if len(s.queue) > 0 {
+		s.timer.Reset(time.Until(s.queue[0].renewAt))
+	}
+	s.idle.Broadcast()
+	s.mu.Unlock()
+	// Tell the Locks after the queue is consistent, and without s.mu: a Lock
+	// reporting loss may call remove.
+	for i, h := range due {
+		switch results[i] {
+		case renewOK:
+			h.lock.renewed(h, start)
+		case renewRefused:
+			h.lock.renewRefused(h)
+		}
+	}
+}
+
+type renewResult uint8
+
+const (
+	renewFailed renewResult = iota // no answer: try again
+	renewOK
+	renewRefused // the owner no longer holds the key
+)
+
+// renew sends the renewals of due in one pipeline and returns a result per
+// hold.
+func (s *heartbeat) renew(due []*hold) []renewResult {
+	results := make([]renewResult, len(due))
+	// A renewal answered after a whole lease is of no use to anyone.
+	timeout := maxRound
+	for _, h := range due {
+		timeout = min(timeout, h.lock.validity(h.lock.opts.ttl))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+
+	cmds, err := s.send(ctx, due)
+	if err != nil && isNoScript(err) {
+		if err := extendScript.Load(ctx, s.client).Err(); err == nil {
+			cmds, _ = s.send(ctx, due)
+		}
+	}
+	for i, cmd := range cmds {
+		vals, err := cmd.Int64Slice()
+		if err != nil {
+			continue
+		}
+		lo := i * s.batch
+		for j, v := range vals {
+			if lo+j >= len(due) {
+				break
+			}
+			if v == 1 {
+				results[lo+j] = renewOK
+			} else {
+				results[lo+j] = renewRefused
+			}
+		}
+	}
+	return results
+}
+
+// send pipelines one extend call per batch of holds.
+func (s *heartbeat) send(ctx context.Context, due []*hold) ([]*redis.Cmd, error) {
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.Cmd, 0, (len(due)+s.batch-1)/s.batch)
+	for lo := 0; lo < len(due); lo += s.batch {
+		part := due[lo:min(lo+s.batch, len(due))]
+		keys := make([]string, len(part))
+		args := make([]any, 0, 2*len(part))
+		for i, h := range part {
+			keys[i] = h.lock.key
+			args = append(args, h.lock.owner, h.lock.ttlMs)
+		}
+		cmds = append(cmds, extendScript.EvalSha(ctx, pipe, keys, args...))
+	}
+	_, err := pipe.Exec(ctx)
+	return cmds, err
+}
+
+func isNoScript(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "NOSCRIPT")
+}
+
+// holdQueue is a min-heap of holds by renewAt.
+type holdQueue []*hold
+
+func (q holdQueue) Len() int           { return len(q) }
+func (q holdQueue) Less(i, j int) bool { return q[i].renewAt.Before(q[j].renewAt) }
+func (q holdQueue) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].index, q[j].index = i, j
+}
+func (q *holdQueue) Push(x any) {
+	h := x.(*hold)
+	h.index = len(*q)
+	*q = append(*q, h)
+}
+func (q *holdQueue) Pop() any {
+	old := *q
+	h := old[len(old)-1]
+	old[len(old)-1] = nil
+	h.index = -1
+	*q = old[:len(old)-1]
+	return h
+}

@@ -1,0 +1,131 @@
+package redislock
+
+import (
+	"fmt"
+	"time"
+)
+
+// Defaults for the options of [New].
+const (
+	// DefaultTTL is the lease a hold gets on every acquire and renewal.
+	DefaultTTL = 30 * time.Second
+	// DefaultKeyPrefix is prepended to the lock name to form the Redis key,
+	// as the Python original does.
+	DefaultKeyPrefix = "lock:"
+	// DefaultRetryMin and DefaultRetryMax bound the backoff between two
+	// acquire attempts while waiting.
+	DefaultRetryMin = 2 * time.Millisecond
+	DefaultRetryMax = 250 * time.Millisecond
+	// DefaultReleaseTimeout bounds the release request, which is sent even
+	// when the caller's context is already done.
+	DefaultReleaseTimeout = 5 * time.Second
+)
+
+// An Option configures a [Lock] in [New].
+type Option func(*options)
+
+type options struct {
+	ttl          time.Duration
+	heartbeat    time.Duration // 0: TTL/3
+	heartbeatSet bool
+	noHeartbeat  bool
+	waitTimeout  time.Duration // 0: until ctx is done
+	retryMin     time.Duration
+	retryMax     time.Duration
+	prefix       string
+	owner        string // "": a random UUID
+	ownerSet     bool
+}
+
+// WithTTL sets the lease of every acquire and renewal, at millisecond
+// resolution. Default: [DefaultTTL]. It must be at least 1 ms.
+func WithTTL(ttl time.Duration) Option { return func(o *options) { o.ttl = ttl } }
+
+// WithHeartbeat sets how often the heartbeat renews a held lock.
+// Default: TTL/3. It must be positive and leave time for a renewal before
+// the lease runs out (less than TTL minus the safety margin).
+func WithHeartbeat(interval time.Duration) Option {
+	return func(o *options) { o.heartbeat, o.heartbeatSet = interval, true }
+}
+
+// WithoutHeartbeat turns the heartbeat off: a hold then lasts one TTL from
+// its acquire or last [Lock.Extend] and is reported lost when that runs out.
+// Default: the heartbeat is on.
+func WithoutHeartbeat() Option { return func(o *options) { o.noHeartbeat = true } }
+
+// WithWaitTimeout bounds how long [Lock.Acquire] waits. Default: 0, wait
+// until the context is done.
+func WithWaitTimeout(d time.Duration) Option { return func(o *options) { o.waitTimeout = d } }
+
+// WithRetryBackoff sets the bounds of the exponential backoff between
+// acquire attempts while waiting. Default: [DefaultRetryMin],
+// [DefaultRetryMax]. Both must be positive and min ≤ max.
+func WithRetryBackoff(min, max time.Duration) Option {
+	return func(o *options) { o.retryMin, o.retryMax = min, max }
+}
+
+// WithKeyPrefix sets the prefix of the Redis key. Default: [DefaultKeyPrefix].
+// It must not be empty.
+func WithKeyPrefix(prefix string) Option { return func(o *options) { o.prefix = prefix } }
+
+// WithOwner sets the owner identity stored in the lock's hash. Default: a
+// random UUID per [Lock]. Two Locks with the same owner and name share one
+// hold, so an owner must be unique to one Lock unless that is intended.
+func WithOwner(owner string) Option { return func(o *options) { o.owner, o.ownerSet = owner, true } }
+
+func newOptions(opts []Option) (options, error) {
+	o := options{
+		ttl:      DefaultTTL,
+		retryMin: DefaultRetryMin,
+		retryMax: DefaultRetryMax,
+		prefix:   DefaultKeyPrefix,
+	}
+	for _, opt := range opts {
+		if opt == nil {
+			return o, fmt.Errorf("%w: nil Option", ErrInvalidArgument)
+		}
+		opt(&o)
+	}
+	if err := o.validate(); err != nil {
+		return o, err
+	}
+	if !o.heartbeatSet {
+		o.heartbeat = o.ttl / 3
+	}
+	return o, nil
+}
+
+func (o *options) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidArgument}, args...)...)
+	}
+	switch {
+	case o.ttl < time.Millisecond:
+		return bad("TTL %v is below 1ms", o.ttl)
+	case o.noHeartbeat && o.heartbeatSet:
+		return bad("WithHeartbeat(%v) and WithoutHeartbeat both given", o.heartbeat)
+	case o.heartbeatSet && o.heartbeat <= 0:
+		return bad("heartbeat interval %v is not positive", o.heartbeat)
+	case o.heartbeatSet && o.heartbeat >= o.ttl-margin(o.ttl):
+		return bad("heartbeat interval %v leaves no time to renew a %v TTL (must be below %v)",
+			o.heartbeat, o.ttl, o.ttl-margin(o.ttl))
+	case o.waitTimeout < 0:
+		return bad("wait timeout %v is negative", o.waitTimeout)
+	case o.retryMin <= 0 || o.retryMax <= 0:
+		return bad("retry backoff %v..%v is not positive", o.retryMin, o.retryMax)
+	case o.retryMin > o.retryMax:
+		return bad("retry backoff min %v is above max %v", o.retryMin, o.retryMax)
+	case o.prefix == "":
+		return bad("empty key prefix")
+	case o.ownerSet && o.owner == "":
+		return bad("empty owner")
+	}
+	return nil
+}
+
+// margin is how much earlier than the server-side expiry a holder considers
+// its lease gone: 1% of the TTL for clock-rate drift between client and
+// server plus 2 ms for timer and expiry resolution.
+func margin(ttl time.Duration) time.Duration {
+	return ttl/100 + 2*time.Millisecond
+}

@@ -1,0 +1,102 @@
+package redislock
+
+import "github.com/redis/go-redis/v9"
+
+// The lock is a Redis hash at KEYS[1] with fields "owner" (the holder's
+// identity) and "count" (its reentrant depth), expiring by PEXPIRE. This is
+// the Python original's format, so both can share locks. Every script that
+// changes a key first checks that ARGV carries the key's owner. Key names
+// come only through KEYS, so scripts are safe on Redis Cluster.
+
+// acquireScript takes or re-enters the lock.
+//
+//	KEYS[1] lock key
+//	ARGV[1] owner, ARGV[2] TTL in ms,
+//	ARGV[3] "1" if the caller already holds the lock (re-entry must not create the key)
+//
+// Returns the new count (> 0) when the owner holds the lock after the call;
+// otherwise the remaining PTTL of the other holder negated (< 0), or 0 when
+// that is unknown (no expiry) or a re-entry found the key gone. A count that
+// is not a number fails with an error starting "WRONGTYPE".
+var acquireScript = redis.NewScript(`
+local owner = redis.call('hget', KEYS[1], 'owner')
+if owner == ARGV[1] then
+  local n = tonumber(redis.call('hget', KEYS[1], 'count'))
+  if n == nil then
+    return redis.error_reply('WRONGTYPE lock count is not a number')
+  end
+  redis.call('hset', KEYS[1], 'count', n + 1)
+  redis.call('pexpire', KEYS[1], ARGV[2])
+  return n + 1
+end
+if owner == false and ARGV[3] ~= '1' and redis.call('exists', KEYS[1]) == 0 then
+  redis.call('hset', KEYS[1], 'owner', ARGV[1], 'count', 1)
+  redis.call('pexpire', KEYS[1], ARGV[2])
+  return 1
+end
+local ttl = redis.call('pttl', KEYS[1])
+if ttl > 0 then
+  return -ttl
+end
+return 0
+`)
+
+// releaseScript gives up one reentrant level.
+//
+//	KEYS[1] lock key
+//	ARGV[1] owner, ARGV[2] "1" if this is the caller's last level
+//
+// Returns -1 when the owner does not hold the key; 0 when the key was
+// deleted (last level); otherwise the count left. The caller's own count is
+// authoritative: the last level deletes the key whatever the stored count
+// says, and an earlier level never lets the stored count drop below 1, so a
+// request retried by the client cannot release too much or too little.
+var releaseScript = redis.NewScript(`
+if redis.call('type', KEYS[1]).ok ~= 'hash' or redis.call('hget', KEYS[1], 'owner') ~= ARGV[1] then
+  return -1
+end
+if ARGV[2] == '1' then
+  redis.call('del', KEYS[1])
+  return 0
+end
+local n = tonumber(redis.call('hget', KEYS[1], 'count'))
+if n == nil or n < 2 then
+  n = 2
+end
+redis.call('hset', KEYS[1], 'count', n - 1)
+return n - 1
+`)
+
+// extendScript renews the leases of one or more holds in one call.
+//
+//	KEYS[i]     lock key of hold i
+//	ARGV[2i-1]  owner of hold i, ARGV[2i] its TTL in ms
+//
+// Returns an array with, for each key, 1 if its lease was renewed and 0 if
+// the owner no longer holds it. A key of another type counts as not held.
+var extendScript = redis.NewScript(`
+local res = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('type', key).ok == 'hash' and redis.call('hget', key, 'owner') == ARGV[2*i-1] then
+    redis.call('pexpire', key, ARGV[2*i])
+    res[i] = 1
+  else
+    res[i] = 0
+  end
+end
+return res
+`)
+
+// pttlScript reads the remaining lease of a hold.
+//
+//	KEYS[1] lock key
+//	ARGV[1] owner
+//
+// Returns the PTTL in ms when the owner holds the key (-1: no expiry), or
+// -2 when it does not.
+var pttlScript = redis.NewScript(`
+if redis.call('type', KEYS[1]).ok ~= 'hash' or redis.call('hget', KEYS[1], 'owner') ~= ARGV[1] then
+  return -2
+end
+return redis.call('pttl', KEYS[1])
+`)
