@@ -1,6 +1,9 @@
 package redislock
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // ctxHold records in a context that a Lock holds its lock for the code
 // running with that context. Entries chain to those of outer WithLock calls.
@@ -31,3 +34,29 @@ func lenderFor(ctx context.Context, l *Lock) *Lock {
 	}
 	return nil
 }
+
+// detach returns a context that keeps ctx's values but not its cancellation
+// or deadline, with a deadline timeout from now instead. A context that can
+// never be cancelled is returned as it is: the client's own timeouts bound
+// the request.
+//
+// The deadline is only advisory: go-redis bounds its socket I/O by it, and
+// nothing else needs to be told when it passes, so no timer is started.
+func detach(ctx context.Context, timeout time.Duration) context.Context {
+	if ctx.Done() == nil {
+		if _, ok := ctx.Deadline(); !ok {
+			return ctx
+		}
+	}
+	return detached{ctx: ctx, deadline: time.Now().Add(timeout)}
+}
+
+type detached struct {
+	ctx      context.Context
+	deadline time.Time
+}
+
+func (d detached) Deadline() (time.Time, bool) { return d.deadline, true }
+func (d detached) Done() <-chan struct{}       { return nil }
+func (d detached) Err() error                  { return nil }
+func (d detached) Value(key any) any           { return d.ctx.Value(key) }

@@ -14,7 +14,9 @@ import (
 // A heartbeat renews every held lock of one Redis client. It has no
 // goroutine of its own: a timer runs a renewal round when the earliest
 // renewal is due, and the round sends all renewals due by then in one
-// pipeline. With no hold queued it is idle and leaves the registry.
+// pipeline. Without holds it stays registered for idleLinger, so a client
+// that locks again soon reuses it, and then leaves the registry, so that it
+// does not keep a closed client from being collected.
 type heartbeat struct {
 	client redis.UniversalClient
 	batch  int // keys per extend call
@@ -30,6 +32,9 @@ type heartbeat struct {
 // extendBatch is how many renewals one extend call carries on a client that
 // sends every key to one server.
 const extendBatch = 100
+
+// idleLinger is how long a heartbeat without holds stays registered.
+var idleLinger = time.Minute
 
 // maxRound bounds one renewal round, so a stalled server cannot hold up a
 // release that waits for the round to finish.
@@ -81,15 +86,12 @@ func (s *heartbeat) remove(h *hold) {
 	}
 	h.removed = true
 	if h.index >= 0 {
-		heap.Remove(&s.queue, h.index)
+		heap.Remove(&s.queue, int(h.index))
 	}
 	s.n--
 	last := s.n == 0
-	if last {
-		s.timer.Stop()
-		if heartbeats.m[s.client] == s {
-			delete(heartbeats.m, s.client)
-		}
+	if last && !s.running {
+		s.timer.Reset(idleLinger)
 	}
 	heartbeats.mu.Unlock()
 	for last && s.running {
@@ -101,8 +103,13 @@ func (s *heartbeat) remove(h *hold) {
 // round renews every hold due now or soon; it runs on s.timer.
 func (s *heartbeat) round() {
 	s.mu.Lock()
-	if s.running || len(s.queue) == 0 {
+	if s.running {
 		s.mu.Unlock()
+		return
+	}
+	if s.n == 0 {
+		s.mu.Unlock()
+		s.retire()
 		return
 	}
 	s.running = true
@@ -140,6 +147,8 @@ func (s *heartbeat) round() {
 	s.running = false
 	if len(s.queue) > 0 {
 		s.timer.Reset(time.Until(s.queue[0].renewAt))
+	} else if s.n == 0 {
+		s.timer.Reset(idleLinger)
 	}
 	s.idle.Broadcast()
 	s.mu.Unlock()
@@ -152,6 +161,18 @@ func (s *heartbeat) round() {
 		case renewRefused:
 			h.lock.renewRefused(h)
 		}
+	}
+}
+
+// retire removes an idle heartbeat from the registry; it runs on s.timer
+// idleLinger after the last hold went.
+func (s *heartbeat) retire() {
+	heartbeats.mu.Lock()
+	defer heartbeats.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n == 0 && !s.running && heartbeats.m[s.client] == s {
+		delete(heartbeats.m, s.client)
 	}
 }
 
@@ -231,11 +252,11 @@ func (q holdQueue) Len() int           { return len(q) }
 func (q holdQueue) Less(i, j int) bool { return q[i].renewAt.Before(q[j].renewAt) }
 func (q holdQueue) Swap(i, j int) {
 	q[i], q[j] = q[j], q[i]
-	q[i].index, q[j].index = i, j
+	q[i].index, q[j].index = int32(i), int32(j)
 }
 func (q *holdQueue) Push(x any) {
 	h := x.(*hold)
-	h.index = len(*q)
+	h.index = int32(len(*q))
 	*q = append(*q, h)
 }
 func (q *holdQueue) Pop() any {

@@ -23,17 +23,23 @@ type Lock struct {
 	opts   options
 	ttlMs  int64
 
+	// Script arguments, built once: a request then allocates only inside
+	// go-redis.
+	keys                     []string
+	argsFresh, argsReentry   []any
+	argsRelease, argsLastRel []any
+
 	// opMu serialises this Lock's requests to Redis, so that the local count
 	// and the stored one change in the same order. It is held across round
 	// trips; mu is not.
 	opMu sync.Mutex
 
 	mu        sync.Mutex
-	hold      *hold         // the current hold, nil when none
-	lost      chan struct{} // closed when the current or last hold was lost
-	lostCause error         // why the last hold was lost, until the next acquire
-	lenders   []*Lock       // holds borrowed through a context, innermost last
-	deadline  *time.Timer   // fires at the current hold's validity deadline
+	hold      *hold           // the current hold, nil when none
+	lost      <-chan struct{} // what Lost returns when there is no hold
+	lostCause error           // why the last hold was lost, until the next acquire
+	lenders   []*Lock         // holds borrowed through a context, innermost last
+	deadline  *time.Timer     // fires at the current hold's validity deadline
 }
 
 // hold is one continuous tenure of a Lock, from a fresh acquire until the
@@ -41,18 +47,25 @@ type Lock struct {
 // ones the heartbeat owns.
 type hold struct {
 	lock     *Lock
-	count    int
-	deadline time.Time // local validity deadline, monotonic
-	ended    bool
-	lost     chan struct{}
+	deadline time.Time     // local validity deadline, monotonic
+	lost     chan struct{} // made when Lost asks for it
 	cancels  map[*context.CancelCauseFunc]struct{}
+	count    int32
+	ended    bool
 
 	// Guarded by the heartbeat's mu.
+	removed bool
+	index   int32 // in the heartbeat's queue; -1 when not queued
 	hb      *heartbeat
 	renewAt time.Time
-	index   int // in the heartbeat's queue; -1 when not queued
-	removed bool
 }
+
+// Channels for Lost when there is no hold: one that is never closed, and
+// one that is, for a hold that was lost before anyone asked for its channel.
+var (
+	neverLost  = make(chan struct{})
+	closedLost = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+)
 
 // New returns a Lock on the key prefix+name. It makes no Redis call.
 // It fails with ErrInvalidArgument when client is nil, name is empty, or an
@@ -71,15 +84,22 @@ func New(client redis.UniversalClient, name string, opts ...Option) (*Lock, erro
 	if !o.ownerSet {
 		o.owner = uuid.NewString()
 	}
-	return &Lock{
+	l := &Lock{
 		client: client,
 		name:   name,
 		key:    o.prefix + name,
 		owner:  o.owner,
 		opts:   o,
 		ttlMs:  o.ttl.Milliseconds(),
-		lost:   make(chan struct{}),
-	}, nil
+		lost:   neverLost,
+	}
+	l.keys = []string{l.key}
+	owner, ttl := any(l.owner), any(l.ttlMs)
+	l.argsFresh = []any{owner, ttl, "0"}
+	l.argsReentry = []any{owner, ttl, "1"}
+	l.argsRelease = []any{owner, "0"}
+	l.argsLastRel = []any{owner, "1"}
+	return l, nil
 }
 
 // checkClient rejects nil clients and client values that cannot be compared,
@@ -127,7 +147,7 @@ func (l *Lock) Count() int {
 	l.mu.Lock()
 	n := len(l.lenders)
 	if l.hold != nil {
-		n += l.hold.count
+		n += int(l.hold.count)
 	}
 	l.mu.Unlock()
 	return n
@@ -144,6 +164,12 @@ func (l *Lock) Lost() <-chan struct{} {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if h := l.hold; h != nil {
+		if h.lost == nil {
+			h.lost = make(chan struct{})
+		}
+		return h.lost
+	}
 	return l.lost
 }
 
@@ -234,12 +260,12 @@ func (l *Lock) attempt(ctx context.Context) (bool, time.Duration, error) {
 		l.sendRelease(ctx, true)
 		return false, 0, fmt.Errorf("%w: the acquire round trip outlasted the %v lease", ErrNotAcquired, l.opts.ttl)
 	}
-	h = &hold{lock: l, count: 1, deadline: deadline, lost: make(chan struct{}), index: -1}
+	h = &hold{lock: l, count: 1, deadline: deadline, index: -1}
 	if !l.opts.noHeartbeat {
 		schedule(l.client, h, start.Add(l.opts.heartbeat))
 	}
 	l.mu.Lock()
-	l.hold, l.lost, l.lostCause = h, h.lost, nil
+	l.hold, l.lostCause = h, nil
 	l.armDeadlineLocked(h.deadline)
 	l.mu.Unlock()
 	return true, 0, nil
@@ -266,11 +292,11 @@ func (l *Lock) reentered(h *hold, n int64, start time.Time) (bool, time.Duration
 }
 
 func (l *Lock) runAcquire(ctx context.Context, reentry bool) (int64, error) {
-	flag := "0"
+	args := l.argsFresh
 	if reentry {
-		flag = "1"
+		args = l.argsReentry
 	}
-	n, err := acquireScript.Run(ctx, l.client, []string{l.key}, l.owner, l.ttlMs, flag).Int64()
+	n, err := acquireScript.Run(ctx, l.client, l.keys, args...).Int64()
 	if err != nil {
 		return 0, l.wrapRedisErr("acquire", err)
 	}
@@ -306,10 +332,7 @@ func (l *Lock) Release(ctx context.Context) error {
 	h.count--
 	final := h.count == 0
 	if final {
-		h.ended = true
-		l.hold = nil
-		l.deadline.Stop()
-		l.cancelAllLocked(h, context.Canceled)
+		l.endLocked(h, nil)
 	}
 	l.mu.Unlock()
 	if final {
@@ -328,8 +351,12 @@ func (l *Lock) Release(ctx context.Context) error {
 		if !final {
 			l.loseLocked(h, errLost("the key is gone or held by another owner"))
 		} else {
+			// Ended as released, yet it was lost before: say so.
 			l.lostCause = errLost("the key was gone or held by another owner at release")
-			close(h.lost)
+			if h.lost != nil {
+				close(h.lost)
+			}
+			l.lost = closedLost
 		}
 		err := l.lostErr()
 		l.mu.Unlock()
@@ -344,13 +371,11 @@ func (l *Lock) Release(ctx context.Context) error {
 // sendRelease sends the release request detached from ctx's cancellation and
 // bounded by DefaultReleaseTimeout.
 func (l *Lock) sendRelease(ctx context.Context, final bool) (int64, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultReleaseTimeout)
-	defer cancel()
-	flag := "0"
+	args := l.argsRelease
 	if final {
-		flag = "1"
+		args = l.argsLastRel
 	}
-	n, err := releaseScript.Run(ctx, l.client, []string{l.key}, l.owner, flag).Int64()
+	n, err := releaseScript.Run(detach(ctx, DefaultReleaseTimeout), l.client, l.keys, args...).Int64()
 	if err != nil {
 		return 0, l.wrapRedisErr("release", err)
 	}
@@ -382,7 +407,7 @@ func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 		return err
 	}
 	start := time.Now()
-	res, err := extendScript.Run(ctx, l.client, []string{l.key}, l.owner, ttl.Milliseconds()).Int64Slice()
+	res, err := extendScript.Run(ctx, l.client, l.keys, l.owner, ttl.Milliseconds()).Int64Slice()
 	if err != nil {
 		return l.wrapRedisErr("extend", err)
 	}
@@ -418,7 +443,7 @@ func (l *Lock) TTL(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, err := pttlScript.Run(ctx, l.client, []string{l.key}, l.owner).Int64()
+	n, err := pttlScript.Run(ctx, l.client, l.keys, l.owner).Int64()
 	if err != nil {
 		return 0, l.wrapRedisErr("ttl", err)
 	}
@@ -559,22 +584,39 @@ func (l *Lock) lostErr() error {
 // cancelled with cause. l.mu must be held. The caller removes h from the
 // heartbeat afterwards, without holding l.mu.
 func (l *Lock) loseLocked(h *hold, cause error) {
-	if h.ended {
-		return
+	if !h.ended {
+		l.endLocked(h, cause)
 	}
+}
+
+// endLocked ends hold h: released when cause is nil, lost otherwise.
+// l.mu must be held.
+func (l *Lock) endLocked(h *hold, cause error) {
 	h.ended = true
 	if l.hold == h {
 		l.hold = nil
 		l.deadline.Stop()
 	}
-	l.lostCause = cause
-	close(h.lost)
-	l.cancelAllLocked(h, cause)
-}
-
-func (l *Lock) cancelAllLocked(h *hold, cause error) {
+	switch {
+	case cause == nil && h.lost != nil:
+		l.lost = h.lost
+	case cause == nil:
+		l.lost = neverLost
+	case h.lost != nil:
+		close(h.lost)
+		l.lost = h.lost
+	default:
+		l.lost = closedLost
+	}
+	if cause != nil {
+		l.lostCause = cause
+	}
 	for c := range h.cancels {
-		(*c)(cause)
+		if cause == nil {
+			(*c)(context.Canceled)
+		} else {
+			(*c)(cause)
+		}
 	}
 	h.cancels = nil
 }

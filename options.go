@@ -38,7 +38,8 @@ type options struct {
 }
 
 // WithTTL sets the lease of every acquire and renewal, at millisecond
-// resolution. Default: [DefaultTTL]. It must be at least 1 ms.
+// resolution. Default: [DefaultTTL]. It must be above the safety margin,
+// 1% of the TTL plus 2 ms, which the holder subtracts from every lease.
 func WithTTL(ttl time.Duration) Option { return func(o *options) { o.ttl = ttl } }
 
 // WithHeartbeat sets how often the heartbeat renews a held lock.
@@ -102,6 +103,8 @@ func (o *options) validate() error {
 	switch {
 	case o.ttl < time.Millisecond:
 		return bad("TTL %v is below 1ms", o.ttl)
+	case o.ttl <= margin(o.ttl):
+		return bad("TTL %v is not above its safety margin %v", o.ttl, margin(o.ttl))
 	case o.noHeartbeat && o.heartbeatSet:
 		return bad("WithHeartbeat(%v) and WithoutHeartbeat both given", o.heartbeat)
 	case o.heartbeatSet && o.heartbeat <= 0:
