@@ -176,7 +176,8 @@ func (l *Lock) Lost() <-chan struct{} {
 // Acquire takes the lock, or another reentrant level of it, waiting while
 // another owner holds it. It blocks until the lock is held, ctx is done, or
 // the wait timeout of [WithWaitTimeout] passes; the latter two return an
-// error matching ErrNotAcquired and the context error. A Redis error ends
+// error matching ErrNotAcquired and the context error
+// (context.DeadlineExceeded for the wait timeout). A Redis error ends
 // the wait and is returned as is (ErrWrongType when the key holds another
 // type). A failed Acquire leaves the held levels as they were.
 //
@@ -186,7 +187,14 @@ func (l *Lock) Acquire(ctx context.Context) error {
 	if lender := lenderFor(ctx, l); lender != nil {
 		return l.borrow(ctx, lender)
 	}
-	if l.opts.waitTimeout > 0 {
+	if l.opts.waitSet && l.opts.waitTimeout == 0 {
+		ok, _, err := l.attempt(ctx)
+		if !ok && err == nil {
+			err = errors.Join(ErrNotAcquired, context.DeadlineExceeded)
+		}
+		return err
+	}
+	if l.opts.waitSet {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, l.opts.waitTimeout)
 		defer cancel()

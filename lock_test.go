@@ -340,11 +340,20 @@ func TestWaitTimeout(t *testing.T) {
 	name := redistest.Key(t)
 	holder := newLock(t, c, name)
 	require.NoError(t, holder.Acquire(context.Background()))
-	t.Cleanup(func() { _ = holder.Release(context.Background()) })
-	waiter := newLock(t, c, name, redislock.WithWaitTimeout(50*time.Millisecond))
-	err := waiter.Acquire(context.Background())
-	assert.ErrorIs(t, err, redislock.ErrNotAcquired)
-	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	for _, d := range []time.Duration{50 * time.Millisecond, 0} {
+		waiter := newLock(t, c, name, redislock.WithWaitTimeout(d))
+		start := time.Now()
+		err := waiter.Acquire(context.Background())
+		assert.ErrorIs(t, err, redislock.ErrNotAcquired, "timeout %v", d)
+		assert.ErrorIs(t, err, context.DeadlineExceeded, "timeout %v", d)
+		assert.GreaterOrEqual(t, time.Since(start), d)
+		assert.False(t, waiter.Held())
+	}
+	// A zero wait still takes a free lock.
+	require.NoError(t, holder.Release(context.Background()))
+	waiter := newLock(t, c, name, redislock.WithWaitTimeout(0))
+	require.NoError(t, waiter.Acquire(context.Background()))
+	require.NoError(t, waiter.Release(context.Background()))
 }
 
 // A waiter whose backoff is far longer than the holder's remaining lease

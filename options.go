@@ -29,7 +29,8 @@ type options struct {
 	heartbeat    time.Duration // 0: TTL/3
 	heartbeatSet bool
 	noHeartbeat  bool
-	waitTimeout  time.Duration // 0: until ctx is done
+	waitTimeout  time.Duration
+	waitSet      bool // without it, wait until ctx is done
 	retryMin     time.Duration
 	retryMax     time.Duration
 	prefix       string
@@ -54,9 +55,11 @@ func WithHeartbeat(interval time.Duration) Option {
 // Default: the heartbeat is on.
 func WithoutHeartbeat() Option { return func(o *options) { o.noHeartbeat = true } }
 
-// WithWaitTimeout bounds how long [Lock.Acquire] waits. Default: 0, wait
-// until the context is done.
-func WithWaitTimeout(d time.Duration) Option { return func(o *options) { o.waitTimeout = d } }
+// WithWaitTimeout bounds how long [Lock.Acquire] waits; 0 means one attempt
+// and no wait. Default: no bound, wait until the context is done.
+func WithWaitTimeout(d time.Duration) Option {
+	return func(o *options) { o.waitTimeout, o.waitSet = d, true }
+}
 
 // WithRetryBackoff sets the bounds of the exponential backoff between
 // acquire attempts while waiting. Default: [DefaultRetryMin],
