@@ -2,8 +2,14 @@ package redislock_test
 
 import (
 	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/redislock/redislock"
 	"github.com/redislock/redislock/internal/redistest"
@@ -68,4 +74,71 @@ func BenchmarkReentrantAcquireRelease(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkContended is 8 goroutines, each with its own Lock, taking turns
+// on one key and holding it 200µs. It reports the Redis commands each
+// acquisition cost, from INFO commandstats on a private server.
+func BenchmarkContended(b *testing.B) {
+	srv := redistest.Start(b)
+	c := srv.Client(b)
+	ctx := context.Background()
+	name := redistest.Key(b)
+	const workers = 8
+	locks := make([]*redislock.Lock, workers)
+	for i := range locks {
+		l, err := redislock.New(c, name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		locks[i] = l
+	}
+	if err := c.ConfigResetStat(ctx).Err(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for _, l := range locks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(b.N) {
+				if err := l.Acquire(ctx); err != nil {
+					b.Error(err)
+					return
+				}
+				time.Sleep(200 * time.Microsecond)
+				if err := l.Release(ctx); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(commandCount(b, c)-1)/float64(b.N), "cmds/acquire")
+	if testing.Verbose() {
+		info, _ := c.Info(ctx, "commandstats").Result()
+		b.Log(info)
+	}
+}
+
+// commandCount is the number of commands the server has run since the last
+// CONFIG RESETSTAT, the INFO call that reads it included.
+func commandCount(tb testing.TB, c *redis.Client) int64 {
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var total int64
+	for _, line := range strings.Split(info, "\n") {
+		if i := strings.Index(line, "calls="); i >= 0 {
+			n, _ := strconv.ParseInt(strings.SplitN(line[i+6:], ",", 2)[0], 10, 64)
+			total += n
+		}
+	}
+	return total
 }

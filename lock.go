@@ -16,12 +16,13 @@ import (
 // concurrent use, but goroutines that share a Lock share its holds: for
 // mutual exclusion between goroutines, give each its own Lock.
 type Lock struct {
-	client redis.UniversalClient
-	name   string
-	key    string
-	owner  string
-	opts   options
-	ttlMs  int64
+	client  redis.UniversalClient
+	name    string
+	key     string
+	channel string // announces releases; see channelFor
+	owner   string
+	opts    options
+	ttlMs   int64
 
 	// Script arguments, built once: a request then allocates only inside
 	// go-redis.
@@ -93,12 +94,13 @@ func New(client redis.UniversalClient, name string, opts ...Option) (*Lock, erro
 		ttlMs:  o.ttl.Milliseconds(),
 		lost:   neverLost,
 	}
+	l.channel = channelFor(l.key)
 	l.keys = []string{l.key}
 	owner, ttl := any(l.owner), any(l.ttlMs)
 	l.argsFresh = []any{owner, ttl, "0"}
 	l.argsReentry = []any{owner, ttl, "1"}
 	l.argsRelease = []any{owner, "0"}
-	l.argsLastRel = []any{owner, "1"}
+	l.argsLastRel = []any{owner, "1", l.channel}
 	return l, nil
 }
 
@@ -199,20 +201,21 @@ func (l *Lock) Acquire(ctx context.Context) error {
 		ctx, cancel = context.WithTimeout(ctx, l.opts.waitTimeout)
 		defer cancel()
 	}
-	var b backoff
-	defer b.stop()
-	for {
-		ok, pttl, err := l.attempt(ctx)
+	// Try at once, unless others in this process already wait for the lock:
+	// then queue behind them.
+	if l.holding() || !queued(l.client, l.channel) {
+		ok, _, err := l.attempt(ctx)
 		if ok || err != nil {
 			return err
 		}
-		if b.timer == nil {
-			b = newBackoff(l.opts.retryMin, l.opts.retryMax)
-		}
-		if err := b.wait(ctx, pttl); err != nil {
-			return errors.Join(ErrNotAcquired, err)
-		}
 	}
+	return l.wait(ctx)
+}
+
+func (l *Lock) holding() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.hold != nil
 }
 
 // TryAcquire makes one attempt to take the lock, or another reentrant level

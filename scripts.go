@@ -44,10 +44,11 @@ return 0
 // releaseScript gives up one reentrant level.
 //
 //	KEYS[1] lock key
-//	ARGV[1] owner, ARGV[2] "1" if this is the caller's last level
+//	ARGV[1] owner, ARGV[2] "1" if this is the caller's last level,
+//	ARGV[3] the channel that announces the release to waiters
 //
 // Returns -1 when the owner does not hold the key; 0 when the key was
-// deleted (last level); otherwise the count left. The caller's own count is
+// deleted (last level) and the release announced; otherwise the count left. The caller's own count is
 // authoritative: the last level deletes the key whatever the stored count
 // says, and an earlier level never lets the stored count drop below 1, so a
 // request retried by the client cannot release too much or too little.
@@ -57,6 +58,7 @@ if redis.call('type', KEYS[1]).ok ~= 'hash' or redis.call('hget', KEYS[1], 'owne
 end
 if ARGV[2] == '1' then
   redis.call('del', KEYS[1])
+  redis.call('publish', ARGV[3], '')
   return 0
 end
 local n = tonumber(redis.call('hget', KEYS[1], 'count'))

@@ -7,10 +7,55 @@ import (
 	"time"
 )
 
-// backoff paces the attempts of one Acquire call: each sleep is drawn
-// uniformly from [min, cap], where cap doubles from min up to max with every
-// attempt (full jitter above the floor), and is never longer than the
-// holder's remaining lease, so a lock that expires is retried as it frees.
+// wait acquires the lock after a failed attempt. It queues behind the other
+// waiters of this process for the same lock; at the head of the queue it
+// confirms the release subscription, then tries each time it is woken: by a
+// release message, by the previous head giving up, or by its timer, which
+// never sleeps longer than the holder's remaining lease or the backoff, so a
+// release that announces nothing (an expiry, the Python original, a lost
+// message) is still noticed in bounded time.
+func (l *Lock) wait(ctx context.Context) error {
+	n := notifierFor(l.client)
+	w := n.join(l.channel)
+	acquired := false
+	defer func() { n.leave(w, acquired) }()
+
+	b := newBackoff(l.opts.retryMin, l.opts.retryMax)
+	defer b.stop()
+	confirmed := false
+	for {
+		if !n.isHead(w) {
+			if err := b.sleep(ctx, l.opts.retryMax, w.wake); err != nil {
+				return errors.Join(ErrNotAcquired, err)
+			}
+			continue
+		}
+		if !confirmed {
+			// Subscribed before trying, so no release can fall between the
+			// try and the subscription. Without a confirmation in time, poll.
+			if err := b.sleep(ctx, l.opts.retryMax, w.q.ready); err != nil {
+				return errors.Join(ErrNotAcquired, err)
+			}
+			confirmed = true
+		}
+		ok, pttl, err := l.attempt(ctx)
+		if ok {
+			acquired = true
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := b.sleep(ctx, b.next(pttl), w.wake); err != nil {
+			return errors.Join(ErrNotAcquired, err)
+		}
+	}
+}
+
+// backoff paces the attempts of one waiter: each sleep is drawn uniformly
+// from [min, cap], where cap doubles from min up to max with every attempt
+// (full jitter above the floor), and is never longer than the holder's
+// remaining lease, so a lock that expires is tried as it frees.
 type backoff struct {
 	min, max time.Duration
 	cap      time.Duration
@@ -21,10 +66,9 @@ func newBackoff(min, max time.Duration) backoff {
 	return backoff{min: min, max: max, cap: min}
 }
 
-// wait sleeps before the next attempt. pttl is the holder's remaining lease
-// as the last attempt saw it (0 if unknown). It returns early with the
-// context's error when ctx is done.
-func (b *backoff) wait(ctx context.Context, pttl time.Duration) error {
+// next returns the sleep before the next attempt, given the holder's
+// remaining lease as the last attempt saw it (0 if unknown).
+func (b *backoff) next(pttl time.Duration) time.Duration {
 	d := b.min
 	if b.cap > b.min {
 		d += time.Duration(rand.Int64N(int64(b.cap-b.min) + 1))
@@ -35,6 +79,12 @@ func (b *backoff) wait(ctx context.Context, pttl time.Duration) error {
 	if pttl > 0 && pttl < d {
 		d = pttl
 	}
+	return d
+}
+
+// sleep waits for d, a value on wake, or ctx to be done; only the last
+// returns an error, the context's.
+func (b *backoff) sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
 	if b.timer == nil {
 		b.timer = time.NewTimer(d)
 	} else {
@@ -44,6 +94,9 @@ func (b *backoff) wait(ctx context.Context, pttl time.Duration) error {
 	case <-ctx.Done():
 		b.timer.Stop()
 		return ctxErr(ctx)
+	case <-wake:
+		b.timer.Stop()
+		return nil
 	case <-b.timer.C:
 		return nil
 	}

@@ -1,0 +1,66 @@
+package redislock
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// channelFor returns the pub/sub channel on which releases of key are
+// announced: "redislock:{T}:" + key, where T is a short tag that hashes to
+// key's Redis Cluster slot. Channels and keys live in separate namespaces,
+// the prefix keeps the channel apart from other applications' channels, and
+// the tag keeps it on the key's shard whatever the key contains, so a script
+// may publish to it (also with sharded pub/sub).
+func channelFor(key string) string {
+	return "redislock:{" + slotTag(keySlot(key)) + "}:" + key
+}
+
+// keySlot is the Redis Cluster hash slot of key: CRC16 of its hash tag (the
+// part between the first '{' and the next '}', when not empty) or of the
+// whole key, modulo 16384.
+func keySlot(key string) uint16 {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			key = key[i+1 : i+1+j]
+		}
+	}
+	return crc16(key) % 16384
+}
+
+var slotTags struct {
+	once sync.Once
+	tags [16384]string
+}
+
+// slotTag returns the shortest decimal string whose slot is slot.
+func slotTag(slot uint16) string {
+	slotTags.once.Do(func() {
+		left := len(slotTags.tags)
+		for i := 0; left > 0; i++ {
+			s := strconv.Itoa(i)
+			if t := &slotTags.tags[crc16(s)%16384]; *t == "" {
+				*t = s
+				left--
+			}
+		}
+	})
+	return slotTags.tags[slot]
+}
+
+// crc16 is CRC-16/XMODEM (polynomial 0x1021, initial value 0), the checksum
+// Redis Cluster hashes keys with.
+func crc16(s string) uint16 {
+	var crc uint16
+	for i := 0; i < len(s); i++ {
+		crc ^= uint16(s[i]) << 8
+		for b := 0; b < 8; b++ {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc
+}
