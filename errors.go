@@ -1,6 +1,9 @@
 package redislock
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors. Compare with [errors.Is]: the errors the package returns
 // wrap or join these with the cause (a context error, a Redis error).
@@ -29,4 +32,9 @@ var (
 	// ErrWrongType means the lock's key holds a Redis value that is not a
 	// lock hash, so the lock cannot be used until that key is removed.
 	ErrWrongType = errors.New("redislock: key holds a value that is not a lock")
+
+	// ErrNotReplicated means fewer replicas than [WithMinReplicas] asks for
+	// acknowledged an acquire or extension in time. An acquire is undone and
+	// fails with it; it also matches ErrNotAcquired.
+	ErrNotReplicated = fmt.Errorf("%w: too few replicas acknowledged it", ErrNotAcquired)
 )

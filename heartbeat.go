@@ -184,60 +184,109 @@ const (
 	renewRefused // the owner no longer holds the key
 )
 
-// renew sends the renewals of due in one pipeline and returns a result per
-// hold.
+// renew sends the renewals of due and returns a result per hold: one
+// pipeline per round, or on a cluster with WithMinReplicas, one per master,
+// each ending in WAIT.
 func (s *heartbeat) renew(due []*hold) []renewResult {
 	results := make([]renewResult, len(due))
 	// A renewal answered after a whole lease is of no use to anyone.
 	timeout := maxRound
+	replicas := false
 	for _, h := range due {
 		timeout = min(timeout, h.lock.validity(h.lock.opts.ttl))
+		replicas = replicas || h.lock.opts.minReplicas > 0
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 
-	cmds, err := s.send(ctx, due)
-	if err != nil && isNoScript(err) {
-		if err := extendScript.Load(ctx, s.client).Err(); err == nil {
-			cmds, _ = s.send(ctx, due)
-		}
+	cc, cluster := s.client.(*redis.ClusterClient)
+	if !cluster || !replicas {
+		// A cluster client's own pipeline routes each key to its master.
+		s.renewOn(ctx, s.client, due, results)
+		return results
 	}
-	for i, cmd := range cmds {
-		vals, err := cmd.Int64Slice()
+	// WAIT must follow the writes on their connection: group by master.
+	groups := make(map[*redis.Client][]int) // indexes into due
+	for i, h := range due {
+		node, err := cc.MasterForKey(ctx, h.lock.key)
 		if err != nil {
-			continue
+			continue // renewFailed
 		}
-		lo := i * s.batch
-		for j, v := range vals {
-			if lo+j >= len(due) {
-				break
-			}
-			if v == 1 {
-				results[lo+j] = renewOK
-			} else {
-				results[lo+j] = renewRefused
-			}
+		groups[node] = append(groups[node], i)
+	}
+	for node, idx := range groups {
+		holds := make([]*hold, len(idx))
+		for k, i := range idx {
+			holds[k] = due[i]
+		}
+		part := make([]renewResult, len(idx))
+		s.renewOn(ctx, node, holds, part)
+		for k, i := range idx {
+			results[i] = part[k]
 		}
 	}
 	return results
 }
 
-// send pipelines one extend call per batch of holds.
-func (s *heartbeat) send(ctx context.Context, due []*hold) ([]*redis.Cmd, error) {
-	pipe := s.client.Pipeline()
-	cmds := make([]*redis.Cmd, 0, (len(due)+s.batch-1)/s.batch)
-	for lo := 0; lo < len(due); lo += s.batch {
-		part := due[lo:min(lo+s.batch, len(due))]
-		keys := make([]string, len(part))
-		args := make([]any, 0, 2*len(part))
-		for i, h := range part {
-			keys[i] = h.lock.key
-			args = append(args, h.lock.owner, h.lock.ttlMs)
-		}
-		cmds = append(cmds, extendScript.EvalSha(ctx, pipe, keys, args...))
+// renewOn renews holds in one pipeline through c, followed by WAIT if any
+// of them asks for replica acknowledgement, and stores a result per hold.
+func (s *heartbeat) renewOn(ctx context.Context, c redis.UniversalClient, holds []*hold, results []renewResult) {
+	minReplicas, waitTimeout := 0, time.Duration(0)
+	for _, h := range holds {
+		minReplicas = max(minReplicas, h.lock.opts.minReplicas)
+		waitTimeout = max(waitTimeout, h.lock.opts.replicaTimeout)
 	}
-	_, err := pipe.Exec(ctx)
-	return cmds, err
+	var cmds []*redis.Cmd
+	var wait *redis.Cmd
+	for loaded := false; ; loaded = true {
+		pipe := c.Pipeline()
+		cmds = cmds[:0]
+		for lo := 0; lo < len(holds); lo += s.batch {
+			part := holds[lo:min(lo+s.batch, len(holds))]
+			keys := make([]string, len(part))
+			args := make([]any, 0, 2*len(part))
+			for i, h := range part {
+				keys[i] = h.lock.key
+				args = append(args, h.lock.owner, h.lock.ttlMs)
+			}
+			cmds = append(cmds, extendScript.EvalSha(ctx, pipe, keys, args...))
+		}
+		if minReplicas > 0 {
+			wait = pipe.Do(ctx, "wait", minReplicas, waitTimeout.Milliseconds())
+		}
+		_, err := pipe.Exec(ctx)
+		if err == nil || loaded || !isNoScript(err) {
+			break
+		}
+		if extendScript.Load(ctx, c).Err() != nil {
+			break
+		}
+	}
+	acked := int64(0)
+	if wait != nil {
+		acked, _ = wait.Int64()
+	}
+	for i, cmd := range cmds {
+		vals, err := cmd.Int64Slice()
+		if err != nil {
+			continue // renewFailed
+		}
+		lo := i * s.batch
+		for j, v := range vals {
+			if lo+j >= len(holds) {
+				break
+			}
+			h := holds[lo+j]
+			switch {
+			case v != 1:
+				results[lo+j] = renewRefused
+			case int64(h.lock.opts.minReplicas) > acked:
+				// Renewed on the master only: it does not count.
+			default:
+				results[lo+j] = renewOK
+			}
+		}
+	}
 }
 
 func isNoScript(err error) bool {

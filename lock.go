@@ -26,7 +26,8 @@ type Lock struct {
 
 	// Script arguments, built once: a request then allocates only inside
 	// go-redis.
-	keys                     []string
+	keys                     []string // the lock key
+	acquireKeys              []string // the lock key and its fencing counter
 	argsFresh, argsReentry   []any
 	argsRelease, argsLastRel []any
 
@@ -51,6 +52,7 @@ type hold struct {
 	deadline time.Time     // local validity deadline, monotonic
 	lost     chan struct{} // made when Lost asks for it
 	cancels  map[*context.CancelCauseFunc]struct{}
+	token    int64
 	count    int32
 	ended    bool
 
@@ -82,6 +84,13 @@ func New(client redis.UniversalClient, name string, opts ...Option) (*Lock, erro
 	if err != nil {
 		return nil, err
 	}
+	if o.minReplicas > 0 {
+		switch client.(type) {
+		case *redis.Client, *redis.ClusterClient:
+		default:
+			return nil, fmt.Errorf("%w: WithMinReplicas needs a *redis.Client or *redis.ClusterClient, not %T", ErrInvalidArgument, client)
+		}
+	}
 	if !o.ownerSet {
 		o.owner = uuid.NewString()
 	}
@@ -96,9 +105,10 @@ func New(client redis.UniversalClient, name string, opts ...Option) (*Lock, erro
 	}
 	l.channel = channelFor(l.key)
 	l.keys = []string{l.key}
-	owner, ttl := any(l.owner), any(l.ttlMs)
-	l.argsFresh = []any{owner, ttl, "0"}
-	l.argsReentry = []any{owner, ttl, "1"}
+	l.acquireKeys = []string{l.key, tokenKeyFor(l.key)}
+	owner, ttl, counterTTL := any(l.owner), any(l.ttlMs), any(TokenCounterTTL.Milliseconds())
+	l.argsFresh = []any{owner, ttl, "0", counterTTL}
+	l.argsReentry = []any{owner, ttl, "1", counterTTL}
 	l.argsRelease = []any{owner, "0"}
 	l.argsLastRel = []any{owner, "1", l.channel}
 	return l, nil
@@ -153,6 +163,28 @@ func (l *Lock) Count() int {
 	}
 	l.mu.Unlock()
 	return n
+}
+
+// Token returns the fencing token of the current hold, or 0 when not held.
+// Every fresh acquisition of a lock name, by any Lock, gets a larger token
+// than the ones before; re-entering keeps it. Pass it to the resource the
+// lock protects and have that resource refuse a token lower than one it has
+// seen: that, not the lease, makes a stalled former holder harmless. Tokens
+// come with the acquire round trip. They can go backwards only if Redis
+// loses the counter's last increment (a failover to a replica that had not
+// received it, see [WithMinReplicas]) or if the counter expired (after
+// [TokenCounterTTL] without a fresh acquisition) while the server's clock was
+// set back.
+func (l *Lock) Token() int64 {
+	if lender := l.lender(); lender != nil {
+		return lender.Token()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.hold == nil {
+		return 0
+	}
+	return l.hold.token
 }
 
 // Lost returns a channel that is closed when the current hold is lost:
@@ -251,27 +283,35 @@ func (l *Lock) attempt(ctx context.Context) (bool, time.Duration, error) {
 	}
 
 	start := time.Now()
-	n, err := l.runAcquire(ctx, h != nil)
+	g, err := l.runAcquire(ctx, h != nil)
 	if err != nil {
 		if h == nil && !l.opts.ownerSet && !isServerError(err) {
 			// The request may have taken the lock before it failed. The owner
 			// is unique to this Lock, so giving it up is safe.
 			l.sendRelease(ctx, true)
 		}
+		if ctx.Err() != nil {
+			err = errors.Join(ErrNotAcquired, err)
+		}
 		return false, 0, err
 	}
 	if h != nil {
-		return l.reentered(h, n, start)
+		return l.reentered(h, g, start)
 	}
-	if n <= 0 {
-		return false, time.Duration(-n) * time.Millisecond, nil
+	if !g.ok {
+		return false, g.pttl, nil
+	}
+	if g.replicas < int64(l.opts.minReplicas) {
+		l.sendRelease(ctx, true)
+		return false, 0, fmt.Errorf("%w: %d of %d replicas acknowledged the acquire within %v",
+			ErrNotReplicated, g.replicas, l.opts.minReplicas, l.opts.replicaTimeout)
 	}
 	deadline := start.Add(l.validity(l.opts.ttl))
 	if !time.Now().Before(deadline) {
 		l.sendRelease(ctx, true)
 		return false, 0, fmt.Errorf("%w: the acquire round trip outlasted the %v lease", ErrNotAcquired, l.opts.ttl)
 	}
-	h = &hold{lock: l, count: 1, deadline: deadline, index: -1}
+	h = &hold{lock: l, count: 1, token: g.token, deadline: deadline, index: -1}
 	if !l.opts.noHeartbeat {
 		schedule(l.client, h, start.Add(l.opts.heartbeat))
 	}
@@ -283,13 +323,13 @@ func (l *Lock) attempt(ctx context.Context) (bool, time.Duration, error) {
 }
 
 // reentered applies the answer n to a re-entry of hold h sent at start.
-func (l *Lock) reentered(h *hold, n int64, start time.Time) (bool, time.Duration, error) {
+func (l *Lock) reentered(h *hold, g grant, start time.Time) (bool, time.Duration, error) {
 	l.mu.Lock()
 	if h.ended {
 		l.mu.Unlock()
 		return false, 0, errors.Join(ErrNotAcquired, l.lostErr())
 	}
-	if n <= 0 {
+	if !g.ok {
 		l.loseLocked(h, errLost("the key is gone or held by another owner"))
 		err := l.lostCause
 		l.mu.Unlock()
@@ -300,18 +340,6 @@ func (l *Lock) reentered(h *hold, n int64, start time.Time) (bool, time.Duration
 	l.extendDeadlineLocked(h, start, l.opts.ttl)
 	l.mu.Unlock()
 	return true, 0, nil
-}
-
-func (l *Lock) runAcquire(ctx context.Context, reentry bool) (int64, error) {
-	args := l.argsFresh
-	if reentry {
-		args = l.argsReentry
-	}
-	n, err := acquireScript.Run(ctx, l.client, l.keys, args...).Int64()
-	if err != nil {
-		return 0, l.wrapRedisErr("acquire", err)
-	}
-	return n, nil
 }
 
 // Release gives up one reentrant level; the last one deletes the key and
@@ -418,22 +446,35 @@ func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 		return err
 	}
 	start := time.Now()
-	res, err := extendScript.Run(ctx, l.client, l.keys, l.owner, ttl.Milliseconds()).Int64Slice()
+	args := []any{l.owner, ttl.Milliseconds()}
+	var v any
+	var replicas int64
+	if l.opts.minReplicas > 0 {
+		v, replicas, err = l.evalReplicated(ctx, extendScript, l.keys, args)
+	} else {
+		v, err = extendScript.Run(ctx, l.client, l.keys, args...).Result()
+	}
 	if err != nil {
 		return l.wrapRedisErr("extend", err)
 	}
+	res, _ := v.([]any)
 	l.mu.Lock()
 	if h.ended {
 		err := l.lostErr()
 		l.mu.Unlock()
 		return err
 	}
-	if len(res) != 1 || res[0] != 1 {
+	if len(res) != 1 || res[0] != int64(1) {
 		l.loseLocked(h, errLost("the key is gone or held by another owner"))
 		err := l.lostErr()
 		l.mu.Unlock()
 		l.unschedule(h)
 		return err
+	}
+	if replicas < int64(l.opts.minReplicas) {
+		l.mu.Unlock()
+		return fmt.Errorf("%w: %d of %d replicas acknowledged the extension within %v; the validity deadline stays",
+			ErrNotReplicated, replicas, l.opts.minReplicas, l.opts.replicaTimeout)
 	}
 	h.deadline = start.Add(l.validity(ttl))
 	l.armDeadlineLocked(h.deadline)

@@ -19,6 +19,9 @@ const (
 	// DefaultReleaseTimeout bounds the release request, which is sent even
 	// when the caller's context is already done.
 	DefaultReleaseTimeout = 5 * time.Second
+	// TokenCounterTTL is how long a lock name's fencing-token counter stays
+	// in Redis after the last fresh acquisition of that name.
+	TokenCounterTTL = 24 * time.Hour
 )
 
 // An Option configures a [Lock] in [New].
@@ -36,6 +39,10 @@ type options struct {
 	prefix       string
 	owner        string // "": a random UUID
 	ownerSet     bool
+
+	minReplicas    int // 0: no WAIT
+	replicaTimeout time.Duration
+	replicasSet    bool
 }
 
 // WithTTL sets the lease of every acquire and renewal, at millisecond
@@ -76,6 +83,23 @@ func WithKeyPrefix(prefix string) Option { return func(o *options) { o.prefix = 
 // random UUID per [Lock]. Two Locks with the same owner and name share one
 // hold, so an owner must be unique to one Lock unless that is intended.
 func WithOwner(owner string) Option { return func(o *options) { o.owner, o.ownerSet = owner, true } }
+
+// WithMinReplicas makes every acquire, renewal and [Lock.Extend] wait, with
+// WAIT, until n replicas acknowledged it or timeout passed. An acquire that
+// too few replicas acknowledged is undone and fails with ErrNotReplicated; a
+// renewal that too few acknowledged counts as failed, so the hold is lost if
+// none succeeds before its validity deadline. Default: no waiting. n must be
+// at least 1 and timeout at least 1 ms, and below the client's read timeout.
+// The client must be a *redis.Client (including a Sentinel failover client)
+// or a *redis.ClusterClient.
+//
+// WAIT is best effort, as Redis documents: acknowledged writes can still be
+// lost in a failover that promotes a replica other than the ones that
+// acknowledged, so this narrows, and does not close, the window in which a
+// failover hands the lock to a second owner.
+func WithMinReplicas(n int, timeout time.Duration) Option {
+	return func(o *options) { o.minReplicas, o.replicaTimeout, o.replicasSet = n, timeout, true }
+}
 
 func newOptions(opts []Option) (options, error) {
 	o := options{
@@ -125,6 +149,10 @@ func (o *options) validate() error {
 		return bad("empty key prefix")
 	case o.ownerSet && o.owner == "":
 		return bad("empty owner")
+	case o.replicasSet && o.minReplicas < 1:
+		return bad("min replicas %d is below 1", o.minReplicas)
+	case o.replicasSet && o.replicaTimeout < time.Millisecond:
+		return bad("replica timeout %v is below 1ms", o.replicaTimeout)
 	}
 	return nil
 }

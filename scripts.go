@@ -4,35 +4,49 @@ import "github.com/redis/go-redis/v9"
 
 // The lock is a Redis hash at KEYS[1] with fields "owner" (the holder's
 // identity) and "count" (its reentrant depth), expiring by PEXPIRE. This is
-// the Python original's format, so both can share locks. Every script that
+// the Python original's format, so both can share locks; the extra field
+// "token" (the hold's fencing token) is ignored by the original. Every script that
 // changes a key first checks that ARGV carries the key's owner. Key names
 // come only through KEYS, so scripts are safe on Redis Cluster.
 
-// acquireScript takes or re-enters the lock.
+// acquireScript takes or re-enters the lock, and issues fencing tokens.
 //
-//	KEYS[1] lock key
+//	KEYS[1] lock key, KEYS[2] fencing counter (same slot; see tokenKeyFor)
 //	ARGV[1] owner, ARGV[2] TTL in ms,
-//	ARGV[3] "1" if the caller already holds the lock (re-entry must not create the key)
+//	ARGV[3] "1" if the caller already holds the lock (re-entry must not create the key),
+//	ARGV[4] TTL of the fencing counter in ms
 //
-// Returns the new count (> 0) when the owner holds the lock after the call;
-// otherwise the remaining PTTL of the other holder negated (< 0), or 0 when
-// that is unknown (no expiry) or a re-entry found the key gone. A count that
-// is not a number fails with an error starting "WRONGTYPE".
+// When the owner holds the lock after the call it returns {count, token}:
+// the new reentrant count and the hold's fencing token. A fresh hold takes
+// the next value of the counter; a counter that had expired or never existed
+// restarts from the server's clock in microseconds, above any value it can
+// have reached before. Otherwise it returns the other holder's remaining
+// PTTL negated (< 0), or 0 when that is unknown (no expiry) or a re-entry
+// found the key gone. A count that is not a number fails with an error
+// starting "WRONGTYPE".
 var acquireScript = redis.NewScript(`
 local owner = redis.call('hget', KEYS[1], 'owner')
 if owner == ARGV[1] then
-  local n = tonumber(redis.call('hget', KEYS[1], 'count'))
+  local v = redis.call('hmget', KEYS[1], 'count', 'token')
+  local n = tonumber(v[1])
   if n == nil then
     return redis.error_reply('WRONGTYPE lock count is not a number')
   end
   redis.call('hset', KEYS[1], 'count', n + 1)
   redis.call('pexpire', KEYS[1], ARGV[2])
-  return n + 1
+  return {n + 1, tonumber(v[2]) or 0}
 end
 if owner == false and ARGV[3] ~= '1' and redis.call('exists', KEYS[1]) == 0 then
-  redis.call('hset', KEYS[1], 'owner', ARGV[1], 'count', 1)
+  local token = redis.call('incr', KEYS[2])
+  if token == 1 then
+    local now = redis.call('time')
+    token = tonumber(now[1]) * 1000000 + tonumber(now[2])
+    redis.call('set', KEYS[2], token)
+  end
+  redis.call('pexpire', KEYS[2], ARGV[4])
+  redis.call('hset', KEYS[1], 'owner', ARGV[1], 'count', 1, 'token', token)
   redis.call('pexpire', KEYS[1], ARGV[2])
-  return 1
+  return {1, token}
 end
 local ttl = redis.call('pttl', KEYS[1])
 if ttl > 0 then

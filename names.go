@@ -6,14 +6,22 @@ import (
 	"sync"
 )
 
+// Names derived from a lock key carry "{T}", where T is a short tag that
+// hashes to the key's Redis Cluster slot, so that they live on the key's
+// shard whatever the key contains and one script may use both.
+
 // channelFor returns the pub/sub channel on which releases of key are
-// announced: "redislock:{T}:" + key, where T is a short tag that hashes to
-// key's Redis Cluster slot. Channels and keys live in separate namespaces,
-// the prefix keeps the channel apart from other applications' channels, and
-// the tag keeps it on the key's shard whatever the key contains, so a script
-// may publish to it (also with sharded pub/sub).
+// announced. Channels and keys live in separate namespaces; the prefix keeps
+// it apart from other applications' channels.
 func channelFor(key string) string {
 	return "redislock:{" + slotTag(keySlot(key)) + "}:" + key
+}
+
+// tokenKeyFor returns the key of the fencing-token counter of key. Unlike
+// the lock key, it outlives holds; it expires TokenCounterTTL after the last
+// fresh acquisition.
+func tokenKeyFor(key string) string {
+	return "redislock:{" + slotTag(keySlot(key)) + "}:token:" + key
 }
 
 // keySlot is the Redis Cluster hash slot of key: CRC16 of its hash tag (the

@@ -21,11 +21,12 @@ func TestKeySlot(t *testing.T) {
 	}
 }
 
-func TestChannelSharesTheKeySlot(t *testing.T) {
+func TestDerivedNamesShareTheKeySlot(t *testing.T) {
 	for _, key := range []string{"lock:a", "lock:{user1}:x", "lock:{", "lock:}{", "lock:{}", "", "lock:\x00"} {
-		ch := channelFor(key)
-		if got, want := keySlot(ch), keySlot(key); got != want {
-			t.Errorf("channelFor(%q) = %q in slot %d, want slot %d", key, ch, got, want)
+		for _, name := range []string{channelFor(key), tokenKeyFor(key)} {
+			if got, want := keySlot(name), keySlot(key); got != want {
+				t.Errorf("%q for key %q is in slot %d, want slot %d", name, key, got, want)
+			}
 		}
 	}
 }

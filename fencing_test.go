@@ -1,0 +1,165 @@
+package redislock_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/redislock/redislock"
+	"github.com/redislock/redislock/internal/redistest"
+)
+
+func TestTokenLifecycle(t *testing.T) {
+	c := redistest.Client(t)
+	ctx := context.Background()
+	name := redistest.Key(t)
+	a := newLock(t, c, name)
+	b := newLock(t, c, name)
+	assert.Zero(t, a.Token(), "no token before an acquire")
+
+	require.NoError(t, a.Acquire(ctx))
+	first := a.Token()
+	assert.Positive(t, first)
+	require.NoError(t, a.Acquire(ctx))
+	assert.Equal(t, first, a.Token(), "re-entry keeps the token")
+	assert.Equal(t, first, mustInt64(t, c.HGet(ctx, a.Key(), "token")), "the hash records the hold's token")
+	require.NoError(t, a.Release(ctx))
+	require.NoError(t, a.Release(ctx))
+	assert.Zero(t, a.Token(), "no token after the last release")
+
+	require.NoError(t, b.Acquire(ctx))
+	assert.Greater(t, b.Token(), first, "the next holder's token is larger")
+	second := b.Token()
+	require.NoError(t, b.Release(ctx))
+	require.NoError(t, a.Acquire(ctx))
+	assert.Greater(t, a.Token(), second)
+	require.NoError(t, a.Release(ctx))
+}
+
+func mustInt64(t *testing.T, cmd *redis.StringCmd) int64 {
+	t.Helper()
+	n, err := cmd.Int64()
+	require.NoError(t, err)
+	return n
+}
+
+// tokenCounter finds the fencing counter of a lock key.
+func tokenCounter(t *testing.T, c *redis.Client, key string) string {
+	t.Helper()
+	keys, err := c.Keys(context.Background(), "redislock:{*}:token:"+key).Result()
+	require.NoError(t, err)
+	require.Len(t, keys, 1)
+	return keys[0]
+}
+
+func TestTokenSurvivesCounterExpiry(t *testing.T) {
+	c := redistest.Client(t)
+	ctx := context.Background()
+	l := newLock(t, c, redistest.Key(t))
+	var last int64
+	for i := 0; i < 50; i++ {
+		require.NoError(t, l.Acquire(ctx))
+		require.Greater(t, l.Token(), last)
+		last = l.Token()
+		require.NoError(t, l.Release(ctx))
+	}
+	counter := tokenCounter(t, c, l.Key())
+	ttl := c.PTTL(ctx, counter).Val()
+	assert.Greater(t, ttl, redislock.TokenCounterTTL-time.Minute, "the counter expires, but only after a long idle time")
+	assert.LessOrEqual(t, ttl, redislock.TokenCounterTTL)
+
+	require.NoError(t, c.Del(ctx, counter).Err()) // as if it had expired
+	require.NoError(t, l.Acquire(ctx))
+	assert.Greater(t, l.Token(), last, "a recreated counter starts above every earlier token")
+	require.NoError(t, l.Release(ctx))
+}
+
+// Tokens strictly increase in the order holders get the lock.
+func TestTokensIncreaseUnderContention(t *testing.T) {
+	c := redistest.Client(t)
+	ctx := context.Background()
+	name := redistest.Key(t)
+	const workers, rounds = 8, 40
+	var mu sync.Mutex
+	var seen []int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		l := newLock(t, c, name)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := 0; r < rounds; r++ {
+				err := l.WithLock(ctx, func(context.Context) error {
+					mu.Lock() // for the race detector; the lock already orders these
+					seen = append(seen, l.Token())
+					mu.Unlock()
+					return nil
+				})
+				if !assert.NoError(t, err) {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	require.Len(t, seen, workers*rounds)
+	for i := 1; i < len(seen); i++ {
+		require.Greater(t, seen[i], seen[i-1], "token %d", i)
+	}
+}
+
+func TestMinReplicas(t *testing.T) {
+	master := redistest.Start(t, "--repl-diskless-sync-delay", "0")
+	replica := redistest.Start(t, "--replicaof", "127.0.0.1", strings.Split(master.Addr(), ":")[1])
+	mc := master.Client(t)
+	rc := replica.Client(t)
+	ctx := context.Background()
+	eventually(t, 10*time.Second, func() bool {
+		info, err := rc.Info(ctx, "replication").Result()
+		return err == nil && strings.Contains(info, "master_link_status:up")
+	}, "replica in sync")
+
+	name := redistest.Key(t)
+	l := newLock(t, mc, name, redislock.WithTTL(time.Second), redislock.WithMinReplicas(1, 500*time.Millisecond))
+	require.NoError(t, l.Acquire(ctx))
+	assert.Equal(t, l.Owner(), rc.HGet(ctx, l.Key(), "owner").Val(), "the replica has the lock when Acquire returns")
+	time.Sleep(1500 * time.Millisecond) // renewals acknowledged by the replica keep it
+	assert.True(t, l.Held())
+	require.NoError(t, l.Extend(ctx, 0))
+	require.NoError(t, l.Release(ctx))
+
+	// Asking for more replicas than exist: the acquire is undone.
+	greedy := newLock(t, mc, name, redislock.WithMinReplicas(2, 50*time.Millisecond))
+	err := greedy.Acquire(ctx)
+	assert.ErrorIs(t, err, redislock.ErrNotReplicated)
+	assert.ErrorIs(t, err, redislock.ErrNotAcquired)
+	assert.False(t, greedy.Held())
+	assert.Zero(t, mc.Exists(ctx, greedy.Key()).Val(), "an unreplicated acquire leaves no key")
+}
+
+// Renewals that no replica acknowledges do not count: the hold is lost at its
+// validity deadline although the master still has the key.
+func TestMinReplicasRenewalsMustBeAcknowledged(t *testing.T) {
+	master := redistest.Start(t, "--repl-diskless-sync-delay", "0")
+	replica := redistest.Start(t, "--replicaof", "127.0.0.1", strings.Split(master.Addr(), ":")[1])
+	mc := master.Client(t)
+	rc := replica.Client(t)
+	ctx := context.Background()
+	eventually(t, 10*time.Second, func() bool {
+		info, err := rc.Info(ctx, "replication").Result()
+		return err == nil && strings.Contains(info, "master_link_status:up")
+	}, "replica in sync")
+	l := newLock(t, mc, redistest.Key(t), redislock.WithTTL(600*time.Millisecond), redislock.WithMinReplicas(1, 50*time.Millisecond))
+	require.NoError(t, l.Acquire(ctx))
+	replica.Pause(t)
+	defer replica.Resume(t)
+	closedWithin(t, l.Lost(), 2*time.Second)
+	assert.False(t, l.Held())
+	assert.Equal(t, l.Owner(), mc.HGet(ctx, l.Key(), "owner").Val(), "the master kept renewing; the hold was lost all the same")
+}

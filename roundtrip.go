@@ -1,0 +1,88 @@
+package redislock
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// grant is the answer to an acquire request.
+type grant struct {
+	ok       bool
+	count    int64         // the stored reentrant count, when ok
+	token    int64         // the hold's fencing token, when ok
+	pttl     time.Duration // the other holder's remaining lease, when not ok
+	replicas int64         // replicas that acknowledged it, with WithMinReplicas
+}
+
+func (l *Lock) runAcquire(ctx context.Context, reentry bool) (grant, error) {
+	var g grant
+	args := l.argsFresh
+	if reentry {
+		args = l.argsReentry
+	}
+	var v any
+	var err error
+	if l.opts.minReplicas > 0 && !reentry {
+		v, g.replicas, err = l.evalReplicated(ctx, acquireScript, l.acquireKeys, args)
+	} else {
+		v, err = acquireScript.Run(ctx, l.client, l.acquireKeys, args...).Result()
+	}
+	if err != nil {
+		return g, l.wrapRedisErr("acquire", err)
+	}
+	switch v := v.(type) {
+	case int64:
+		g.pttl = time.Duration(-v) * time.Millisecond
+		return g, nil
+	case []any:
+		if len(v) == 2 {
+			count, ok1 := v[0].(int64)
+			token, ok2 := v[1].(int64)
+			if ok1 && ok2 {
+				g.ok, g.count, g.token = true, count, token
+				return g, nil
+			}
+		}
+	}
+	return g, fmt.Errorf("redislock: acquire %q: unexpected reply %v", l.key, v)
+}
+
+// evalReplicated runs script s, then WAIT, in one pipeline on the connection
+// that holds the lock's key, so that WAIT counts the replicas that have this
+// request's writes. It returns the script's reply and the number of replicas
+// that acknowledged in time (0 if WAIT failed).
+func (l *Lock) evalReplicated(ctx context.Context, s *redis.Script, keys []string, args []any) (any, int64, error) {
+	node, err := nodeFor(ctx, l.client, l.key)
+	if err != nil {
+		return nil, 0, err
+	}
+	for loaded := false; ; loaded = true {
+		pipe := node.Pipeline()
+		cmd := s.EvalSha(ctx, pipe, keys, args...)
+		wait := pipe.Do(ctx, "wait", l.opts.minReplicas, l.opts.replicaTimeout.Milliseconds())
+		_, _ = pipe.Exec(ctx)
+		if err := cmd.Err(); err != nil {
+			if !loaded && isNoScript(err) {
+				if err := s.Load(ctx, node).Err(); err != nil {
+					return nil, 0, err
+				}
+				continue
+			}
+			return nil, 0, err
+		}
+		acked, _ := wait.Int64()
+		return cmd.Val(), acked, nil
+	}
+}
+
+// nodeFor returns the client whose pipelines reach the server holding key:
+// on a cluster, the key's master; otherwise client itself.
+func nodeFor(ctx context.Context, client redis.UniversalClient, key string) (redis.UniversalClient, error) {
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		return cc.MasterForKey(ctx, key)
+	}
+	return client, nil
+}
