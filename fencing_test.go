@@ -120,10 +120,7 @@ func TestMinReplicas(t *testing.T) {
 	mc := master.Client(t)
 	rc := replica.Client(t)
 	ctx := context.Background()
-	eventually(t, 10*time.Second, func() bool {
-		info, err := rc.Info(ctx, "replication").Result()
-		return err == nil && strings.Contains(info, "master_link_status:up")
-	}, "replica in sync")
+	waitReplicaOnline(t, mc, rc)
 
 	name := redistest.Key(t)
 	l := newLock(t, mc, name, redislock.WithTTL(time.Second), redislock.WithMinReplicas(1, 500*time.Millisecond))
@@ -151,15 +148,28 @@ func TestMinReplicasRenewalsMustBeAcknowledged(t *testing.T) {
 	mc := master.Client(t)
 	rc := replica.Client(t)
 	ctx := context.Background()
-	eventually(t, 10*time.Second, func() bool {
-		info, err := rc.Info(ctx, "replication").Result()
-		return err == nil && strings.Contains(info, "master_link_status:up")
-	}, "replica in sync")
-	l := newLock(t, mc, redistest.Key(t), redislock.WithTTL(600*time.Millisecond), redislock.WithMinReplicas(1, 50*time.Millisecond))
+	waitReplicaOnline(t, mc, rc)
+	l := newLock(t, mc, redistest.Key(t), redislock.WithTTL(1500*time.Millisecond), redislock.WithMinReplicas(1, 300*time.Millisecond))
 	require.NoError(t, l.Acquire(ctx))
 	replica.Pause(t)
 	defer replica.Resume(t)
-	closedWithin(t, l.Lost(), 2*time.Second)
+	closedWithin(t, l.Lost(), 4*time.Second)
 	assert.False(t, l.Held())
 	assert.Equal(t, l.Owner(), mc.HGet(ctx, l.Key(), "owner").Val(), "the master kept renewing; the hold was lost all the same")
+}
+
+// waitReplicaOnline waits until the master counts the replica as online and
+// a WAIT sees it acknowledge.
+func waitReplicaOnline(t *testing.T, master, replica *redis.Client) {
+	t.Helper()
+	ctx := context.Background()
+	eventually(t, 10*time.Second, func() bool {
+		info, err := master.Info(ctx, "replication").Result()
+		if err != nil || !strings.Contains(info, "state=online") {
+			return false
+		}
+		master.Set(ctx, "redistest:replication-probe", "1", time.Minute)
+		n, err := master.Wait(ctx, 1, 100*time.Millisecond).Result()
+		return err == nil && n == 1 && replica.Get(ctx, "redistest:replication-probe").Val() == "1"
+	}, "replica online")
 }

@@ -11,7 +11,6 @@ import (
 // grant is the answer to an acquire request.
 type grant struct {
 	ok       bool
-	count    int64         // the stored reentrant count, when ok
 	token    int64         // the hold's fencing token, when ok
 	pttl     time.Duration // the other holder's remaining lease, when not ok
 	replicas int64         // replicas that acknowledged it, with WithMinReplicas
@@ -33,21 +32,16 @@ func (l *Lock) runAcquire(ctx context.Context, reentry bool) (grant, error) {
 	if err != nil {
 		return g, l.wrapRedisErr("acquire", err)
 	}
-	switch v := v.(type) {
-	case int64:
-		g.pttl = time.Duration(-v) * time.Millisecond
-		return g, nil
-	case []any:
-		if len(v) == 2 {
-			count, ok1 := v[0].(int64)
-			token, ok2 := v[1].(int64)
-			if ok1 && ok2 {
-				g.ok, g.count, g.token = true, count, token
-				return g, nil
-			}
-		}
+	n, ok := v.(int64)
+	if !ok {
+		return g, fmt.Errorf("redislock: acquire %q: unexpected reply %v", l.key, v)
 	}
-	return g, fmt.Errorf("redislock: acquire %q: unexpected reply %v", l.key, v)
+	if n > 0 {
+		g.ok, g.token = true, n
+	} else {
+		g.pttl = time.Duration(-n) * time.Millisecond
+	}
+	return g, nil
 }
 
 // evalReplicated runs script s, then WAIT, in one pipeline on the connection

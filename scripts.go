@@ -16,14 +16,13 @@ import "github.com/redis/go-redis/v9"
 //	ARGV[3] "1" if the caller already holds the lock (re-entry must not create the key),
 //	ARGV[4] TTL of the fencing counter in ms
 //
-// When the owner holds the lock after the call it returns {count, token}:
-// the new reentrant count and the hold's fencing token. A fresh hold takes
-// the next value of the counter; a counter that had expired or never existed
-// restarts from the server's clock in microseconds, above any value it can
-// have reached before. Otherwise it returns the other holder's remaining
-// PTTL negated (< 0), or 0 when that is unknown (no expiry) or a re-entry
-// found the key gone. A count that is not a number fails with an error
-// starting "WRONGTYPE".
+// When the owner holds the lock after the call it returns the hold's
+// fencing token (> 0). A fresh hold takes the next value of the counter; a
+// counter that had expired or never existed restarts from the server's clock
+// in microseconds, above any value it can have reached before. Otherwise it
+// returns the other holder's remaining PTTL negated (< 0), or 0 when that is
+// unknown (no expiry) or a re-entry found the key gone. A count that is not
+// a number fails with an error starting "WRONGTYPE".
 var acquireScript = redis.NewScript(`
 local owner = redis.call('hget', KEYS[1], 'owner')
 if owner == ARGV[1] then
@@ -34,7 +33,7 @@ if owner == ARGV[1] then
   end
   redis.call('hset', KEYS[1], 'count', n + 1)
   redis.call('pexpire', KEYS[1], ARGV[2])
-  return {n + 1, tonumber(v[2]) or 0}
+  return math.max(tonumber(v[2]) or 1, 1)
 end
 if owner == false and ARGV[3] ~= '1' and redis.call('exists', KEYS[1]) == 0 then
   local token = redis.call('incr', KEYS[2])
@@ -46,11 +45,11 @@ if owner == false and ARGV[3] ~= '1' and redis.call('exists', KEYS[1]) == 0 then
   redis.call('pexpire', KEYS[2], ARGV[4])
   redis.call('hset', KEYS[1], 'owner', ARGV[1], 'count', 1, 'token', token)
   redis.call('pexpire', KEYS[1], ARGV[2])
-  return {1, token}
+  return token
 end
 local ttl = redis.call('pttl', KEYS[1])
-if ttl > 0 then
-  return -ttl
+if ttl >= 0 then
+  return -math.max(ttl, 1)
 end
 return 0
 `)
