@@ -110,7 +110,11 @@ func New(client redis.UniversalClient, name string, opts ...Option) (*Lock, erro
 	l.argsFresh = []any{owner, ttl, "0", counterTTL}
 	l.argsReentry = []any{owner, ttl, "1", counterTTL}
 	l.argsRelease = []any{owner, "0"}
-	l.argsLastRel = []any{owner, "1", l.channel}
+	publish := "publish"
+	if _, ok := client.(*redis.ClusterClient); ok {
+		publish = "spublish" // heard on the channel's shard only
+	}
+	l.argsLastRel = []any{owner, "1", l.channel, publish}
 	return l, nil
 }
 

@@ -21,15 +21,26 @@ type notifier struct {
 
 	mu     sync.Mutex
 	queues map[string]*waitQueue // by channel
-	ps     *redis.PubSub         // nil when no channel is subscribed
-	stop   chan struct{}         // closed to stop the reader of ps
-	done   chan struct{}         // closed when the reader of ps has returned
+	conns  map[string]*subConn   // by shard master address; "" off a cluster
 	timer  *time.Timer           // runs sweep
+}
+
+// subConn is one pub/sub connection and its reader. On a cluster there is
+// one per shard, subscribed with SSUBSCRIBE to the channels of the shard's
+// slots; elsewhere one in all.
+type subConn struct {
+	addr     string
+	ps       *redis.PubSub
+	sharded  bool
+	channels int           // channels subscribed through it
+	stop     chan struct{} // closed to stop the reader
+	done     chan struct{} // closed when the reader has returned
 }
 
 // waitQueue is the local queue of waiters for one lock.
 type waitQueue struct {
 	channel   string
+	conn      *subConn      // nil while not subscribed
 	waiters   []*waiter     // FIFO; the head is the one that tries
 	ready     chan struct{} // closed when the subscription is confirmed
 	confirmed bool
@@ -59,7 +70,7 @@ func notifierFor(client redis.UniversalClient) *notifier {
 	defer notifiers.mu.Unlock()
 	n := notifiers.m[client]
 	if n == nil {
-		n = &notifier{client: client, queues: make(map[string]*waitQueue)}
+		n = &notifier{client: client, queues: make(map[string]*waitQueue), conns: make(map[string]*subConn)}
 		n.timer = time.AfterFunc(time.Hour, n.sweep)
 		n.timer.Stop()
 		if notifiers.m == nil {
@@ -91,13 +102,16 @@ func queued(client redis.UniversalClient, channel string) bool {
 // join appends a waiter for channel, subscribing to it if needed. The
 // subscription is confirmed when the waiter's ready channel closes.
 func (n *notifier) join(channel string) *waiter {
+	node, nodeErr := n.shardOf(channel)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	q := n.queues[channel]
 	if q == nil {
 		q = &waitQueue{channel: channel, ready: make(chan struct{})}
 		n.queues[channel] = q
-		n.subscribeLocked(q)
+	}
+	if q.conn == nil && nodeErr == nil {
+		n.subscribeLocked(q, node)
 	}
 	w := &waiter{q: q, wake: make(chan struct{}, 1)}
 	q.waiters = append(q.waiters, w)
@@ -106,19 +120,52 @@ func (n *notifier) join(channel string) *waiter {
 	return w
 }
 
-// subscribeLocked sends SUBSCRIBE for q, starting the connection and its
-// reader if needed. The write does not wait for the reply, which the reader
-// receives. n.mu must be held: subscribing and unsubscribing one channel
-// must reach the server in the order the queues change.
-func (n *notifier) subscribeLocked(q *waitQueue) {
-	if n.ps == nil {
-		n.ps = n.client.Subscribe(context.Background())
-		n.stop, n.done = make(chan struct{}), make(chan struct{})
-		go n.read(n.ps, n.stop, n.done)
+// shardOf returns the client to subscribe to channel through: on a cluster,
+// the master of the channel's slot; otherwise the notifier's client.
+func (n *notifier) shardOf(channel string) (shard, error) {
+	if cc, ok := n.client.(*redis.ClusterClient); ok {
+		node, err := cc.MasterForKey(context.Background(), channel)
+		if err != nil {
+			return shard{}, err
+		}
+		return shard{node, node.Options().Addr}, nil
+	}
+	return shard{client: n.client}, nil
+}
+
+// shard is a client to subscribe through and its key in notifier.conns.
+type shard struct {
+	client redis.UniversalClient
+	addr   string
+}
+
+// subscribeLocked sends SUBSCRIBE (SSUBSCRIBE on a cluster) for q through
+// node's connection, opening it and starting its reader if needed. The
+// write does not wait for the reply, which the reader receives. n.mu must
+// be held: subscribing and unsubscribing one channel must reach the server
+// in the order the queues change.
+func (n *notifier) subscribeLocked(q *waitQueue, node shard) {
+	_, sharded := n.client.(*redis.ClusterClient)
+	sc := n.conns[node.addr]
+	if sc == nil {
+		sc = &subConn{addr: node.addr, sharded: sharded, stop: make(chan struct{}), done: make(chan struct{})}
+		if sharded {
+			sc.ps = node.client.SSubscribe(context.Background())
+		} else {
+			sc.ps = node.client.Subscribe(context.Background())
+		}
+		n.conns[node.addr] = sc
+		go n.read(sc)
 	}
 	// An error here leaves q unconfirmed: its waiters poll until the reader
 	// reconnects and go-redis resubscribes.
-	_ = n.ps.Subscribe(context.Background(), q.channel)
+	if sharded {
+		_ = sc.ps.SSubscribe(context.Background(), q.channel)
+	} else {
+		_ = sc.ps.Subscribe(context.Background(), q.channel)
+	}
+	q.conn = sc
+	sc.channels++
 }
 
 // isHead reports whether w is at the head of its queue.
@@ -159,15 +206,15 @@ func (w *waiter) signal() {
 	}
 }
 
-// read receives the messages of ps until stop is closed.
-func (n *notifier) read(ps *redis.PubSub, stop, done chan struct{}) {
-	defer close(done)
+// read receives the messages of sc until sc.stop is closed.
+func (n *notifier) read(sc *subConn) {
+	defer close(sc.done)
 	var retry *time.Timer
 	pause := time.Millisecond
 	for {
-		msg, err := ps.Receive(context.Background())
+		msg, err := sc.ps.Receive(context.Background())
 		select {
-		case <-stop:
+		case <-sc.stop:
 			if retry != nil {
 				retry.Stop()
 			}
@@ -189,7 +236,7 @@ func (n *notifier) read(ps *redis.PubSub, stop, done chan struct{}) {
 				retry.Reset(pause)
 			}
 			select {
-			case <-stop:
+			case <-sc.stop:
 				retry.Stop()
 				return
 			case <-retry.C:
@@ -202,10 +249,45 @@ func (n *notifier) read(ps *redis.PubSub, stop, done chan struct{}) {
 		case *redis.Message:
 			n.released(m.Channel)
 		case *redis.Subscription:
-			if m.Kind == "subscribe" {
+			switch m.Kind {
+			case "subscribe", "ssubscribe":
 				n.confirmed(m.Channel)
+			case "sunsubscribe":
+				n.moved(sc, m.Channel)
 			}
 		}
+	}
+}
+
+// moved handles a shard channel that the server unsubscribed, as Redis
+// does when the channel's slot moves to another shard: the head tries at
+// once, and the channel is subscribed again where its slot now lives. An
+// unsubscription the notifier asked for finds no queue on sc and is ignored.
+func (n *notifier) moved(sc *subConn, channel string) {
+	n.mu.Lock()
+	q := n.queues[channel]
+	if q == nil || q.conn != sc {
+		n.mu.Unlock()
+		return
+	}
+	q.conn = nil
+	sc.channels--
+	if len(q.waiters) > 0 {
+		q.waiters[0].signal()
+	}
+	n.mu.Unlock()
+
+	if cc, ok := n.client.(*redis.ClusterClient); ok {
+		cc.ReloadState(context.Background())
+	}
+	node, err := n.shardOf(channel)
+	if err != nil {
+		return // the waiters poll
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if q := n.queues[channel]; q != nil && q.conn == nil {
+		n.subscribeLocked(q, node)
 	}
 }
 
@@ -245,14 +327,15 @@ func (n *notifier) wakeHeads() {
 	}
 }
 
-// sweep unsubscribes the channels idle for notifyLinger and, once none is
-// left, closes the connection and waits for its reader. It runs on n.timer.
+// sweep unsubscribes the channels idle for notifyLinger and closes the
+// connections left without channels, waiting for their readers. Once it has
+// no queue left, the notifier leaves the registry. It runs on n.timer.
 func (n *notifier) sweep() {
 	notifiers.mu.Lock()
 	n.mu.Lock()
 	now := time.Now()
 	var next time.Duration
-	var gone []string
+	gone := make(map[*subConn][]string)
 	for ch, q := range n.queues {
 		if len(q.waiters) > 0 {
 			continue
@@ -264,27 +347,34 @@ func (n *notifier) sweep() {
 			continue
 		}
 		delete(n.queues, ch)
-		gone = append(gone, ch)
-	}
-	var ps *redis.PubSub
-	var stop, done chan struct{}
-	if len(n.queues) == 0 {
-		ps, stop, done = n.ps, n.stop, n.done
-		n.ps, n.stop, n.done = nil, nil, nil
-		if notifiers.m[n.client] == n {
-			delete(notifiers.m, n.client)
+		if q.conn != nil {
+			q.conn.channels--
+			gone[q.conn] = append(gone[q.conn], ch)
 		}
-	} else if len(gone) > 0 && n.ps != nil {
-		_ = n.ps.Unsubscribe(context.Background(), gone...)
+	}
+	var closing []*subConn
+	for addr, sc := range n.conns {
+		switch {
+		case sc.channels == 0:
+			delete(n.conns, addr)
+			closing = append(closing, sc)
+		case len(gone[sc]) > 0 && sc.sharded:
+			_ = sc.ps.SUnsubscribe(context.Background(), gone[sc]...)
+		case len(gone[sc]) > 0:
+			_ = sc.ps.Unsubscribe(context.Background(), gone[sc]...)
+		}
+	}
+	if len(n.queues) == 0 && len(n.conns) == 0 && notifiers.m[n.client] == n {
+		delete(notifiers.m, n.client)
 	}
 	if next > 0 {
 		n.timer.Reset(next)
 	}
 	n.mu.Unlock()
 	notifiers.mu.Unlock()
-	if ps != nil {
-		close(stop)
-		_ = ps.Close()
-		<-done
+	for _, sc := range closing {
+		close(sc.stop)
+		_ = sc.ps.Close()
+		<-sc.done
 	}
 }

@@ -58,7 +58,8 @@ return 0
 //
 //	KEYS[1] lock key
 //	ARGV[1] owner, ARGV[2] "1" if this is the caller's last level,
-//	ARGV[3] the channel that announces the release to waiters
+//	ARGV[3] the channel that announces the release to waiters,
+//	ARGV[4] "publish", or "spublish" on a cluster (sharded pub/sub)
 //
 // Returns -1 when the owner does not hold the key; 0 when the key was
 // deleted (last level) and the release announced; otherwise the count left. The caller's own count is
@@ -71,7 +72,7 @@ if redis.call('type', KEYS[1]).ok ~= 'hash' or redis.call('hget', KEYS[1], 'owne
 end
 if ARGV[2] == '1' then
   redis.call('del', KEYS[1])
-  redis.call('publish', ARGV[3], '')
+  redis.call(ARGV[4], ARGV[3], '')
   return 0
 end
 local n = tonumber(redis.call('hget', KEYS[1], 'count'))
