@@ -40,8 +40,10 @@ func lenderFor(ctx context.Context, l *Lock) *Lock {
 // never be cancelled is returned as it is: the client's own timeouts bound
 // the request.
 //
-// The deadline is only advisory: go-redis bounds its socket I/O by it, and
-// nothing else needs to be told when it passes, so no timer is started.
+// The deadline is only advisory: go-redis bounds its socket I/O by it when
+// the client has ContextTimeoutEnabled (otherwise by its ReadTimeout and
+// WriteTimeout), and nothing else needs to be told when it passes, so no
+// timer is started.
 func detach(ctx context.Context, timeout time.Duration) context.Context {
 	if ctx.Done() == nil {
 		if _, ok := ctx.Deadline(); !ok {

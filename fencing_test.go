@@ -52,7 +52,7 @@ func mustInt64(t *testing.T, cmd *redis.StringCmd) int64 {
 // tokenCounter finds the fencing counter of a lock key.
 func tokenCounter(t *testing.T, c *redis.Client, key string) string {
 	t.Helper()
-	keys, err := c.Keys(context.Background(), "redislock:{*}:token:"+key).Result()
+	keys, err := c.Keys(context.Background(), "redislock:{*}:fence:"+key).Result()
 	require.NoError(t, err)
 	require.Len(t, keys, 1)
 	return keys[0]

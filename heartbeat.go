@@ -36,8 +36,10 @@ const extendBatch = 100
 // idleLinger is how long a heartbeat without holds stays registered.
 var idleLinger = time.Minute
 
-// maxRound bounds one renewal round, so a stalled server cannot hold up a
-// release that waits for the round to finish.
+// maxRound is the deadline of one renewal round's context. go-redis bounds
+// its socket I/O by it only with ContextTimeoutEnabled; otherwise its own
+// ReadTimeout and retries do. Loss detection does not depend on either: it
+// runs on each hold's own timer.
 const maxRound = DefaultReleaseTimeout
 
 var heartbeats struct {

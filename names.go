@@ -17,11 +17,12 @@ func channelFor(key string) string {
 	return "redislock:{" + slotTag(keySlot(key)) + "}:" + key
 }
 
-// tokenKeyFor returns the key of the fencing-token counter of key. Unlike
-// the lock key, it outlives holds; it expires TokenCounterTTL after the last
-// fresh acquisition.
-func tokenKeyFor(key string) string {
-	return "redislock:{" + slotTag(keySlot(key)) + "}:token:" + key
+// fenceKeyFor returns the key of the fence of key: a hash with the last
+// fencing token issued and the owner of the last release. Unlike the lock
+// key, it outlives holds; it expires TokenCounterTTL after the last fresh
+// acquisition.
+func fenceKeyFor(key string) string {
+	return "redislock:{" + slotTag(keySlot(key)) + "}:fence:" + key
 }
 
 // keySlot is the Redis Cluster hash slot of key: CRC16 of its hash tag (the

@@ -65,9 +65,9 @@ var notifiers struct {
 	m  map[redis.UniversalClient]*notifier
 }
 
-func notifierFor(client redis.UniversalClient) *notifier {
-	notifiers.mu.Lock()
-	defer notifiers.mu.Unlock()
+// notifierLocked returns the notifier of client, creating it if needed.
+// notifiers.mu must be held.
+func notifierLocked(client redis.UniversalClient) *notifier {
 	n := notifiers.m[client]
 	if n == nil {
 		n = &notifier{client: client, queues: make(map[string]*waitQueue), conns: make(map[string]*subConn)}
@@ -99,11 +99,17 @@ func queued(client redis.UniversalClient, channel string) bool {
 	return q != nil && len(q.waiters) > 0
 }
 
-// join appends a waiter for channel, subscribing to it if needed. The
-// subscription is confirmed when the waiter's ready channel closes.
-func (n *notifier) join(channel string) *waiter {
-	node, nodeErr := n.shardOf(channel)
+// join appends a waiter for channel to the queue of client's notifier,
+// subscribing to the channel if needed. The subscription is confirmed when
+// the waiter's queue's ready channel closes.
+func join(client redis.UniversalClient, channel string) (*notifier, *waiter) {
+	node, nodeErr := shardOf(client, channel) // before locking: it may block
+	notifiers.mu.Lock()
+	n := notifierLocked(client)
+	// Taking n.mu before letting go of the registry keeps sweep from
+	// retiring n in between.
 	n.mu.Lock()
+	notifiers.mu.Unlock()
 	defer n.mu.Unlock()
 	q := n.queues[channel]
 	if q == nil {
@@ -117,20 +123,20 @@ func (n *notifier) join(channel string) *waiter {
 	q.waiters = append(q.waiters, w)
 	q.idleSince = time.Time{}
 	waiting.Add(1)
-	return w
+	return n, w
 }
 
 // shardOf returns the client to subscribe to channel through: on a cluster,
 // the master of the channel's slot; otherwise the notifier's client.
-func (n *notifier) shardOf(channel string) (shard, error) {
-	if cc, ok := n.client.(*redis.ClusterClient); ok {
+func shardOf(client redis.UniversalClient, channel string) (shard, error) {
+	if cc, ok := client.(*redis.ClusterClient); ok {
 		node, err := cc.MasterForKey(context.Background(), channel)
 		if err != nil {
 			return shard{}, err
 		}
 		return shard{node, node.Options().Addr}, nil
 	}
-	return shard{client: n.client}, nil
+	return shard{client: client}, nil
 }
 
 // shard is a client to subscribe through and its key in notifier.conns.
@@ -280,7 +286,7 @@ func (n *notifier) moved(sc *subConn, channel string) {
 	if cc, ok := n.client.(*redis.ClusterClient); ok {
 		cc.ReloadState(context.Background())
 	}
-	node, err := n.shardOf(channel)
+	node, err := shardOf(n.client, channel)
 	if err != nil {
 		return // the waiters poll
 	}

@@ -80,8 +80,10 @@ func WithRetryBackoff(min, max time.Duration) Option {
 func WithKeyPrefix(prefix string) Option { return func(o *options) { o.prefix = prefix } }
 
 // WithOwner sets the owner identity stored in the lock's hash. Default: a
-// random UUID per [Lock]. Two Locks with the same owner and name share one
-// hold, so an owner must be unique to one Lock unless that is intended.
+// random UUID per [Lock]. The owner must be unique to one Lock: Redis tells
+// owners apart by this value alone, so two live Locks with the same owner
+// and name would both acquire, and the first to release would free the lock
+// under the other.
 func WithOwner(owner string) Option { return func(o *options) { o.owner, o.ownerSet = owner, true } }
 
 // WithMinReplicas makes every acquire, renewal and [Lock.Extend] wait, with
@@ -127,11 +129,10 @@ func (o *options) validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidArgument}, args...)...)
 	}
+	if err := checkTTL(o.ttl); err != nil {
+		return err
+	}
 	switch {
-	case o.ttl < time.Millisecond:
-		return bad("TTL %v is below 1ms", o.ttl)
-	case o.ttl <= margin(o.ttl):
-		return bad("TTL %v is not above its safety margin %v", o.ttl, margin(o.ttl))
 	case o.noHeartbeat && o.heartbeatSet:
 		return bad("WithHeartbeat(%v) and WithoutHeartbeat both given", o.heartbeat)
 	case o.heartbeatSet && o.heartbeat <= 0:
@@ -153,6 +154,16 @@ func (o *options) validate() error {
 		return bad("min replicas %d is below 1", o.minReplicas)
 	case o.replicasSet && o.replicaTimeout < time.Millisecond:
 		return bad("replica timeout %v is below 1ms", o.replicaTimeout)
+	}
+	return nil
+}
+
+// checkTTL rejects a TTL that leaves no validity: the lease is sent in whole
+// milliseconds, and the holder relies on it for that, less the margin.
+func checkTTL(ttl time.Duration) error {
+	if ms := ttl.Truncate(time.Millisecond); ms <= margin(ms) {
+		return fmt.Errorf("%w: TTL %v is not above its safety margin %v (1%% + 2ms, in whole milliseconds)",
+			ErrInvalidArgument, ttl, margin(ms))
 	}
 	return nil
 }

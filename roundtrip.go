@@ -2,6 +2,7 @@ package redislock
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -25,9 +26,9 @@ func (l *Lock) runAcquire(ctx context.Context, reentry bool) (grant, error) {
 	var v any
 	var err error
 	if l.opts.minReplicas > 0 && !reentry {
-		v, g.replicas, err = l.evalReplicated(ctx, acquireScript, l.acquireKeys, args)
+		v, g.replicas, err = l.evalReplicated(ctx, acquireScript, l.withFence, args)
 	} else {
-		v, err = acquireScript.Run(ctx, l.client, l.acquireKeys, args...).Result()
+		v, err = acquireScript.Run(ctx, l.client, l.withFence, args...).Result()
 	}
 	if err != nil {
 		return g, l.wrapRedisErr("acquire", err)
@@ -79,4 +80,26 @@ func nodeFor(ctx context.Context, client redis.UniversalClient, key string) (red
 		return cc.MasterForKey(ctx, key)
 	}
 	return client, nil
+}
+
+// wrapRedisErr names the operation and key, and maps a key of the wrong
+// type to ErrWrongType.
+func (l *Lock) wrapRedisErr(op string, err error) error {
+	var rerr redis.Error
+	if errors.As(err, &rerr) && isWrongType(rerr.Error()) {
+		return fmt.Errorf("redislock: %s %q: %w: %w", op, l.key, ErrWrongType, err)
+	}
+	return fmt.Errorf("redislock: %s %q: %w", op, l.key, err)
+}
+
+func isWrongType(msg string) bool {
+	const p = "WRONGTYPE"
+	return len(msg) >= len(p) && msg[:len(p)] == p
+}
+
+// isServerError reports whether err is an error reply from Redis, which
+// means the request was answered and the script changed nothing.
+func isServerError(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr)
 }

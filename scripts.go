@@ -5,24 +5,29 @@ import "github.com/redis/go-redis/v9"
 // The lock is a Redis hash at KEYS[1] with fields "owner" (the holder's
 // identity) and "count" (its reentrant depth), expiring by PEXPIRE. This is
 // the Python original's format, so both can share locks; the extra field
-// "token" (the hold's fencing token) is ignored by the original. Every script that
-// changes a key first checks that ARGV carries the key's owner. Key names
-// come only through KEYS, so scripts are safe on Redis Cluster.
+// "token" (the hold's fencing token) is ignored by the original. A second
+// hash per lock name, the fence at KEYS[2] (see fenceKeyFor), keeps the
+// last fencing token issued ("last") and the owner of the last release
+// ("released"). Every script that changes the lock first checks that ARGV
+// carries its owner, and a lease is only ever lengthened: any request that
+// set an expiry leaves the key at least that long, so a holder may keep the
+// latest validity deadline it computed. Key names come only through KEYS,
+// so the scripts are safe on Redis Cluster.
 
 // acquireScript takes or re-enters the lock, and issues fencing tokens.
 //
-//	KEYS[1] lock key, KEYS[2] fencing counter (same slot; see tokenKeyFor)
+//	KEYS[1] lock key, KEYS[2] fence
 //	ARGV[1] owner, ARGV[2] TTL in ms,
 //	ARGV[3] "1" if the caller already holds the lock (re-entry must not create the key),
-//	ARGV[4] TTL of the fencing counter in ms
+//	ARGV[4] TTL of the fence in ms
 //
 // When the owner holds the lock after the call it returns the hold's
-// fencing token (> 0). A fresh hold takes the next value of the counter; a
-// counter that had expired or never existed restarts from the server's clock
-// in microseconds, above any value it can have reached before. Otherwise it
-// returns the other holder's remaining PTTL negated (< 0), or 0 when that is
-// unknown (no expiry) or a re-entry found the key gone. A count that is not
-// a number fails with an error starting "WRONGTYPE".
+// fencing token (> 0). A fresh hold takes the next token; a fence that had
+// expired or never existed restarts from the server's clock in
+// microseconds, above any token issued before. Otherwise it returns the
+// other holder's remaining PTTL negated (< 0), or 0 when that is unknown (no
+// expiry) or a re-entry found the key gone. A count that is not a number
+// fails with an error starting "WRONGTYPE".
 var acquireScript = redis.NewScript(`
 local owner = redis.call('hget', KEYS[1], 'owner')
 if owner == ARGV[1] then
@@ -32,15 +37,20 @@ if owner == ARGV[1] then
     return redis.error_reply('WRONGTYPE lock count is not a number')
   end
   redis.call('hset', KEYS[1], 'count', n + 1)
-  redis.call('pexpire', KEYS[1], ARGV[2])
+  if redis.call('pttl', KEYS[1]) < tonumber(ARGV[2]) then
+    redis.call('pexpire', KEYS[1], ARGV[2])
+  end
   return math.max(tonumber(v[2]) or 1, 1)
 end
 if owner == false and ARGV[3] ~= '1' and redis.call('exists', KEYS[1]) == 0 then
-  local token = redis.call('incr', KEYS[2])
+  local token = redis.call('hincrby', KEYS[2], 'last', 1)
   if token == 1 then
     local now = redis.call('time')
     token = tonumber(now[1]) * 1000000 + tonumber(now[2])
-    redis.call('set', KEYS[2], token)
+    redis.call('hset', KEYS[2], 'last', token)
+  end
+  if redis.call('hget', KEYS[2], 'released') == ARGV[1] then
+    redis.call('hdel', KEYS[2], 'released') -- that release is over: see releaseScript
   end
   redis.call('pexpire', KEYS[2], ARGV[4])
   redis.call('hset', KEYS[1], 'owner', ARGV[1], 'count', 1, 'token', token)
@@ -56,22 +66,31 @@ return 0
 
 // releaseScript gives up one reentrant level.
 //
-//	KEYS[1] lock key
+//	KEYS[1] lock key, KEYS[2] fence
 //	ARGV[1] owner, ARGV[2] "1" if this is the caller's last level,
 //	ARGV[3] the channel that announces the release to waiters,
-//	ARGV[4] "publish", or "spublish" on a cluster (sharded pub/sub)
+//	ARGV[4] "publish", or "spublish" on a cluster (sharded pub/sub),
+//	ARGV[5] TTL of the fence in ms
 //
 // Returns -1 when the owner does not hold the key; 0 when the key was
-// deleted (last level) and the release announced; otherwise the count left. The caller's own count is
-// authoritative: the last level deletes the key whatever the stored count
-// says, and an earlier level never lets the stored count drop below 1, so a
-// request retried by the client cannot release too much or too little.
+// deleted (last level) and the release announced; otherwise the count left.
+// The caller's own count is authoritative: the last level deletes the key
+// whatever the stored count says, and an earlier level never lets the stored
+// count drop below 1, so a request retried by the client cannot release too
+// much or too little. A last release records its owner in the fence, so that
+// the client retrying it after a lost reply gets 0, not -1.
 var releaseScript = redis.NewScript(`
 if redis.call('type', KEYS[1]).ok ~= 'hash' or redis.call('hget', KEYS[1], 'owner') ~= ARGV[1] then
+  if ARGV[2] == '1' and redis.call('hget', KEYS[2], 'released') == ARGV[1] then
+    return 0
+  end
   return -1
 end
 if ARGV[2] == '1' then
   redis.call('del', KEYS[1])
+  if redis.call('hset', KEYS[2], 'released', ARGV[1]) == 1 and redis.call('pttl', KEYS[2]) < 0 then
+    redis.call('pexpire', KEYS[2], ARGV[5])
+  end
   redis.call(ARGV[4], ARGV[3], '')
   return 0
 end
@@ -88,13 +107,16 @@ return n - 1
 //	KEYS[i]     lock key of hold i
 //	ARGV[2i-1]  owner of hold i, ARGV[2i] its TTL in ms
 //
-// Returns an array with, for each key, 1 if its lease was renewed and 0 if
-// the owner no longer holds it. A key of another type counts as not held.
+// Returns an array with, for each key, 1 if the owner holds it (its lease
+// now lasts at least the TTL) and 0 if not. A key of another type counts as
+// not held.
 var extendScript = redis.NewScript(`
 local res = {}
 for i, key in ipairs(KEYS) do
   if redis.call('type', key).ok == 'hash' and redis.call('hget', key, 'owner') == ARGV[2*i-1] then
-    redis.call('pexpire', key, ARGV[2*i])
+    if redis.call('pttl', key) < tonumber(ARGV[2*i]) then
+      redis.call('pexpire', key, ARGV[2*i])
+    end
     res[i] = 1
   else
     res[i] = 0

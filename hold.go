@@ -1,0 +1,179 @@
+package redislock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// hold is one continuous tenure of a Lock, from a fresh acquire until the
+// last release or the loss. Fields are guarded by the Lock's mu, except the
+// ones the heartbeat owns.
+type hold struct {
+	lock     *Lock
+	deadline time.Time     // local validity deadline, monotonic
+	lost     chan struct{} // made when Lost asks for it
+	cancels  map[*context.CancelCauseFunc]struct{}
+	token    int64
+	count    int32
+	ended    bool
+
+	// Guarded by the heartbeat's mu.
+	removed bool
+	index   int32 // in the heartbeat's queue; -1 when not queued
+	hb      *heartbeat
+	renewAt time.Time
+}
+
+// Channels for Lost when there is no hold: one that is never closed, and
+// one that is, for a hold that was lost before anyone asked for its channel.
+var (
+	neverLost  = make(chan struct{})
+	closedLost = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+)
+
+// liveHold returns the current hold, or the error to report when there is
+// none; a hold past its validity deadline is lost first.
+func (l *Lock) liveHold() (*hold, error) {
+	l.mu.Lock()
+	h := l.hold
+	if h == nil {
+		err := l.lostErr()
+		l.mu.Unlock()
+		return nil, err
+	}
+	if !time.Now().Before(h.deadline) {
+		l.loseLocked(h, errLost("the lease ran out before it was renewed"))
+		err := l.lostErr()
+		l.mu.Unlock()
+		l.unschedule(h) // never with mu held: it may wait for the heartbeat
+		return nil, err
+	}
+	l.mu.Unlock()
+	return h, nil
+}
+
+// lostErr is the error for a call that needs a hold when there is none.
+// l.mu must be held.
+func (l *Lock) lostErr() error {
+	if l.lostCause != nil {
+		return errors.Join(ErrNotHeld, l.lostCause)
+	}
+	return ErrNotHeld
+}
+
+// loseLocked ends hold h as lost: Lost closes, WithLock contexts are
+// cancelled with cause. l.mu must be held. The caller removes h from the
+// heartbeat afterwards, without holding l.mu.
+func (l *Lock) loseLocked(h *hold, cause error) {
+	if !h.ended {
+		l.endLocked(h, cause)
+	}
+}
+
+// endLocked ends hold h: released when cause is nil, lost otherwise.
+// l.mu must be held.
+func (l *Lock) endLocked(h *hold, cause error) {
+	h.ended = true
+	if l.hold == h {
+		l.hold = nil
+		l.deadline.Stop()
+	}
+	switch {
+	case cause == nil && h.lost != nil:
+		l.lost = h.lost
+	case cause == nil:
+		l.lost = neverLost
+	case h.lost != nil:
+		close(h.lost)
+		l.lost = h.lost
+	default:
+		l.lost = closedLost
+	}
+	if cause != nil {
+		l.lostCause = cause
+	}
+	for c := range h.cancels {
+		if cause == nil {
+			(*c)(context.Canceled)
+		} else {
+			(*c)(cause)
+		}
+	}
+	h.cancels = nil
+}
+
+// validity is how long after the start of a successful acquire or renewal
+// request with this TTL the holder may rely on it.
+func (l *Lock) validity(ttl time.Duration) time.Duration {
+	ttl = ttl.Truncate(time.Millisecond)
+	return ttl - margin(ttl)
+}
+
+// extendDeadlineLocked moves h's validity deadline after a successful
+// request that started at start and set the lease to ttl. l.mu must be held.
+func (l *Lock) extendDeadlineLocked(h *hold, start time.Time, ttl time.Duration) {
+	if d := start.Add(l.validity(ttl)); d.After(h.deadline) {
+		h.deadline = d
+		l.armDeadlineLocked(d)
+	}
+}
+
+func (l *Lock) armDeadlineLocked(deadline time.Time) {
+	d := time.Until(deadline)
+	if l.deadline == nil {
+		l.deadline = time.AfterFunc(d, l.deadlinePassed)
+		return
+	}
+	l.deadline.Reset(d)
+}
+
+// deadlinePassed runs on the validity timer. It declares the hold lost if
+// no renewal has moved its deadline in the meantime.
+func (l *Lock) deadlinePassed() {
+	l.mu.Lock()
+	h := l.hold
+	if h == nil {
+		l.mu.Unlock()
+		return
+	}
+	if d := time.Until(h.deadline); d > 0 {
+		l.deadline.Reset(d) // a renewal moved the deadline
+		l.mu.Unlock()
+		return
+	}
+	l.loseLocked(h, errLost("the lease ran out before it was renewed"))
+	l.mu.Unlock()
+	l.unschedule(h)
+}
+
+// renewed records a successful heartbeat renewal of h sent at start. An
+// answer after the validity deadline is ignored: the holder may already have
+// been told, by Held, that it has no lease, and the deadline timer is about
+// to end the hold and stop its renewals.
+func (l *Lock) renewed(h *hold, start time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if h.ended || !time.Now().Before(h.deadline) {
+		return
+	}
+	l.extendDeadlineLocked(h, start, l.opts.ttl)
+}
+
+// renewRefused records that Redis says h's owner no longer holds the key.
+func (l *Lock) renewRefused(h *hold) {
+	l.mu.Lock()
+	l.loseLocked(h, errLost("the key is gone or held by another owner"))
+	l.mu.Unlock()
+}
+
+func (l *Lock) unschedule(h *hold) {
+	if h.hb != nil {
+		h.hb.remove(h)
+	}
+}
+
+func errLost(reason string) error {
+	return fmt.Errorf("%w: %s", ErrLockLost, reason)
+}
