@@ -1,0 +1,408 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	bsmlock "github.com/bsm/redislock"
+	"github.com/go-redsync/redsync/v4"
+	redsyncgoredis "github.com/go-redsync/redsync/v4/redis/goredis/v9"
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/rueidis"
+	"github.com/redis/rueidis/rueidislock"
+
+	"github.com/redislock/redislock"
+)
+
+// Mutex is what every scenario needs of a lock: one goroutine's handle on
+// one name. Lock waits until it holds the lock or ctx is done.
+type Mutex interface {
+	Lock(ctx context.Context) error
+	Unlock(ctx context.Context) error
+}
+
+// Factory makes Mutexes of one contender over one client connection (pool).
+type Factory interface {
+	NewMutex(name string) (Mutex, error)
+	Close()
+}
+
+// openOpts configure a Factory.
+type openOpts struct {
+	addr  string
+	lease time.Duration // 0: the contender's default lease
+	renew time.Duration // with lease: the renewal interval (contenders that renew)
+	reqs  *atomic.Int64 // requests sent, counted on the wire
+}
+
+// A contender is one library at one setting.
+type contender struct {
+	name    string // lib/setting, unique
+	lib     string
+	setting string // what the setting is, for the report
+	renews  bool   // renews held locks by itself
+	extra   bool   // only when -only names it
+	open    func(o openOpts) (Factory, error)
+}
+
+// Settings that the adapters share.
+const (
+	bsmTTL          = 30 * time.Second // bsm/redislock needs a TTL per Obtain; it does not renew
+	rawTTL          = 30 * time.Second
+	redsyncTunedTry = 100_000 // × 1 ms: far longer than any wait here; ctx ends waits first
+	rawMaxAttempts  = 1_000_000
+)
+
+func allContenders() []contender {
+	return []contender{
+		{
+			name: "redislock/default", lib: "redislock", renews: true,
+			setting: fmt.Sprintf("defaults: TTL %v, heartbeat on (TTL/3), backoff %v…%v", redislock.DefaultTTL, redislock.DefaultRetryMin, redislock.DefaultRetryMax),
+			open:    openRedislock(),
+		},
+		{
+			name: "redislock/tuned", lib: "redislock", renews: true,
+			setting: "WithRetryBackoff(1ms, 1ms); heartbeat on",
+			open:    openRedislock(redislock.WithRetryBackoff(time.Millisecond, time.Millisecond)),
+		},
+		{
+			name: "bsm/default", lib: "bsm",
+			setting: "RetryStrategy LinearBackoff(500ms), its godoc example for waiting (its default, NoRetry, cannot wait); TTL 30s",
+			open:    openBsm(func() bsmlock.RetryStrategy { return bsmlock.LinearBackoff(500 * time.Millisecond) }),
+		},
+		{
+			name: "bsm/tuned", lib: "bsm",
+			setting: "RetryStrategy LinearBackoff(1ms); TTL 30s",
+			open:    openBsm(func() bsmlock.RetryStrategy { return bsmlock.LinearBackoff(time.Millisecond) }),
+		},
+		{
+			name: "redsync/default", lib: "redsync",
+			setting: "defaults: expiry 8s, 32 tries, delay rand 50–250ms",
+			open:    openRedsync(),
+		},
+		{
+			name: "redsync/tuned", lib: "redsync",
+			setting: fmt.Sprintf("WithRetryDelay(1ms), WithTries(%d)", redsyncTunedTry),
+			open:    openRedsync(redsync.WithRetryDelay(time.Millisecond), redsync.WithTries(redsyncTunedTry)),
+		},
+		{
+			name: "rueidislock/default", lib: "rueidislock", renews: true,
+			setting: "defaults: KeyMajority 2 (3 keys), validity 5s, extend every 2.5s, TryNextAfter 20ms; waits on client-side-cache invalidations",
+			open:    openRueidis(rueidislock.LockerOption{}),
+		},
+		{
+			name: "rueidislock/tuned", lib: "rueidislock", renews: true,
+			setting: "KeyMajority 1 (1 key), NoLoopTracking; waits on invalidations (no poll interval to set)",
+			open:    openRueidis(rueidislock.LockerOption{KeyMajority: 1, NoLoopTracking: true}),
+		},
+		{
+			name: "rueidislock/poll1ms", lib: "rueidislock", renews: true, extra: true,
+			setting: "ClientOption.DisableCache (then it polls every TryNextAfter), TryNextAfter 1ms (also its per-request timeout), KeyMajority 1",
+			open: openRueidis(rueidislock.LockerOption{KeyMajority: 1, TryNextAfter: time.Millisecond},
+				func(o *rueidis.ClientOption) { o.DisableCache = true }),
+		},
+		{
+			name: "raw/tuned", lib: "raw",
+			setting: "SET key val NX PX 30000 + DEL via go-redis; sleep 1ms between attempts",
+			open:    openRaw,
+		},
+	}
+}
+
+// selectContenders keeps the contenders whose name or library is in only
+// (comma-separated); an empty list keeps all but the extras, which run only
+// when named in full.
+func selectContenders(only string) ([]contender, error) {
+	all := allContenders()
+	if strings.TrimSpace(only) == "" {
+		var out []contender
+		for _, c := range all {
+			if !c.extra {
+				out = append(out, c)
+			}
+		}
+		return out, nil
+	}
+	var out []contender
+	seen := map[string]bool{}
+	for _, want := range strings.Split(only, ",") {
+		want = strings.TrimSpace(want)
+		if want == "" {
+			continue
+		}
+		found := false
+		for _, c := range all {
+			match := c.name == want || (c.lib == want && !c.extra)
+			if match && !seen[c.name] {
+				out = append(out, c)
+				seen[c.name] = true
+			}
+			found = found || match
+		}
+		if !found {
+			var names []string
+			for _, c := range all {
+				names = append(names, c.name)
+			}
+			return nil, fmt.Errorf("-only: no contender %q (have %s, or a library name)", want, strings.Join(names, ", "))
+		}
+	}
+	return out, nil
+}
+
+func contenderByName(name string) (contender, bool) {
+	for _, c := range allContenders() {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return contender{}, false
+}
+
+// newGoRedis returns a go-redis client with default options whose
+// connections count requests.
+func newGoRedis(o openOpts) *redis.Client {
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 5 * time.Minute}
+	return redis.NewClient(&redis.Options{
+		Addr: o.addr,
+		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return dialCounting(ctx, d, network, addr, o.reqs)
+		},
+	})
+}
+
+// --- this library ---
+
+type redislockFactory struct {
+	c    *redis.Client
+	opts []redislock.Option
+}
+
+func openRedislock(opts ...redislock.Option) func(openOpts) (Factory, error) {
+	return func(o openOpts) (Factory, error) {
+		all := append([]redislock.Option(nil), opts...)
+		if o.lease > 0 {
+			all = append(all, redislock.WithTTL(o.lease))
+			if o.renew > 0 && o.renew != o.lease/3 {
+				all = append(all, redislock.WithHeartbeat(o.renew))
+			}
+		}
+		return &redislockFactory{c: newGoRedis(o), opts: all}, nil
+	}
+}
+
+func (f *redislockFactory) NewMutex(name string) (Mutex, error) {
+	l, err := redislock.New(f.c, name, f.opts...)
+	if err != nil {
+		return nil, err
+	}
+	return redislockMutex{l}, nil
+}
+
+func (f *redislockFactory) Close() { _ = f.c.Close() }
+
+type redislockMutex struct{ l *redislock.Lock }
+
+func (m redislockMutex) Lock(ctx context.Context) error   { return m.l.Acquire(ctx) }
+func (m redislockMutex) Unlock(ctx context.Context) error { return m.l.Release(ctx) }
+
+// --- github.com/bsm/redislock ---
+
+type bsmFactory struct {
+	c     *redis.Client
+	l     *bsmlock.Client
+	ttl   time.Duration
+	retry func() bsmlock.RetryStrategy
+}
+
+func openBsm(retry func() bsmlock.RetryStrategy) func(openOpts) (Factory, error) {
+	return func(o openOpts) (Factory, error) {
+		c := newGoRedis(o)
+		ttl := bsmTTL
+		if o.lease > 0 {
+			ttl = o.lease
+		}
+		return &bsmFactory{c: c, l: bsmlock.New(c), ttl: ttl, retry: retry}, nil
+	}
+}
+
+func (f *bsmFactory) NewMutex(name string) (Mutex, error) { return &bsmMutex{f: f, key: name}, nil }
+func (f *bsmFactory) Close()                              { _ = f.c.Close() }
+
+type bsmMutex struct {
+	f    *bsmFactory
+	key  string
+	lock *bsmlock.Lock
+}
+
+func (m *bsmMutex) Lock(ctx context.Context) error {
+	l, err := m.f.l.Obtain(ctx, m.key, m.f.ttl, &bsmlock.Options{RetryStrategy: m.f.retry()})
+	if err != nil {
+		return err
+	}
+	m.lock = l
+	return nil
+}
+
+func (m *bsmMutex) Unlock(ctx context.Context) error {
+	if m.lock == nil {
+		return errors.New("bsm: not locked")
+	}
+	err := m.lock.Release(ctx)
+	m.lock = nil
+	return err
+}
+
+// --- github.com/go-redsync/redsync/v4 ---
+
+type redsyncFactory struct {
+	c    *redis.Client
+	rs   *redsync.Redsync
+	opts []redsync.Option
+}
+
+func openRedsync(opts ...redsync.Option) func(openOpts) (Factory, error) {
+	return func(o openOpts) (Factory, error) {
+		c := newGoRedis(o)
+		all := append([]redsync.Option(nil), opts...)
+		if o.lease > 0 {
+			all = append(all, redsync.WithExpiry(o.lease))
+		}
+		return &redsyncFactory{c: c, rs: redsync.New(redsyncgoredis.NewPool(c)), opts: all}, nil
+	}
+}
+
+func (f *redsyncFactory) NewMutex(name string) (Mutex, error) {
+	return redsyncMutex{f.rs.NewMutex(name, f.opts...)}, nil
+}
+func (f *redsyncFactory) Close() { _ = f.c.Close() }
+
+type redsyncMutex struct{ m *redsync.Mutex }
+
+func (m redsyncMutex) Lock(ctx context.Context) error { return m.m.LockContext(ctx) }
+func (m redsyncMutex) Unlock(ctx context.Context) error {
+	ok, err := m.m.UnlockContext(ctx)
+	if err == nil && !ok {
+		err = errors.New("redsync: unlock not confirmed")
+	}
+	return err
+}
+
+// --- github.com/redis/rueidis/rueidislock ---
+
+type rueidisFactory struct{ l rueidislock.Locker }
+
+func openRueidis(opt rueidislock.LockerOption, client ...func(*rueidis.ClientOption)) func(openOpts) (Factory, error) {
+	return func(o openOpts) (Factory, error) {
+		opt := opt
+		opt.ClientOption = rueidis.ClientOption{
+			InitAddress: []string{o.addr},
+			DialCtxFn: func(ctx context.Context, dst string, d *net.Dialer, _ *tls.Config) (net.Conn, error) {
+				return dialCounting(ctx, d, "tcp", dst, o.reqs)
+			},
+		}
+		for _, f := range client {
+			f(&opt.ClientOption)
+		}
+		if o.lease > 0 {
+			opt.KeyValidity = o.lease
+			if o.renew > 0 {
+				opt.ExtendInterval = o.renew
+			}
+		}
+		l, err := rueidislock.NewLocker(opt)
+		if err != nil {
+			return nil, err
+		}
+		return &rueidisFactory{l: l}, nil
+	}
+}
+
+func (f *rueidisFactory) NewMutex(name string) (Mutex, error) {
+	return &rueidisMutex{l: f.l, name: name}, nil
+}
+func (f *rueidisFactory) Close() { f.l.Close() }
+
+// rueidisMutex holds through the context WithContext returns: the hold ends
+// when that context ends, which is when the ctx given to Lock ends or Unlock
+// cancels it.
+type rueidisMutex struct {
+	l      rueidislock.Locker
+	name   string
+	cancel context.CancelFunc
+}
+
+func (m *rueidisMutex) Lock(ctx context.Context) error {
+	_, cancel, err := m.l.WithContext(ctx, m.name)
+	if err != nil {
+		return err
+	}
+	m.cancel = cancel
+	return nil
+}
+
+func (m *rueidisMutex) Unlock(context.Context) error {
+	if m.cancel == nil {
+		return errors.New("rueidislock: not locked")
+	}
+	m.cancel() // releases the keys and waits for that
+	m.cancel = nil
+	return nil
+}
+
+// --- raw baseline: SET NX PX + DEL ---
+
+type rawFactory struct{ c *redis.Client }
+
+func openRaw(o openOpts) (Factory, error) { return &rawFactory{c: newGoRedis(o)}, nil }
+
+func (f *rawFactory) NewMutex(name string) (Mutex, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, err
+	}
+	return &rawMutex{c: f.c, key: name, val: base64.RawURLEncoding.EncodeToString(b[:]), ttlMs: rawTTL.Milliseconds()}, nil
+}
+func (f *rawFactory) Close() { _ = f.c.Close() }
+
+type rawMutex struct {
+	c     *redis.Client
+	key   string
+	val   string
+	ttlMs int64
+	timer *time.Timer
+}
+
+func (m *rawMutex) Lock(ctx context.Context) error {
+	for range rawMaxAttempts {
+		err := m.c.Do(ctx, "set", m.key, m.val, "nx", "px", m.ttlMs).Err()
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, redis.Nil) {
+			return err
+		}
+		if m.timer == nil {
+			m.timer = time.NewTimer(time.Millisecond)
+		} else {
+			m.timer.Reset(time.Millisecond)
+		}
+		select {
+		case <-ctx.Done():
+			m.timer.Stop()
+			return ctx.Err()
+		case <-m.timer.C:
+		}
+	}
+	return fmt.Errorf("raw: not acquired after %d attempts", rawMaxAttempts)
+}
+
+func (m *rawMutex) Unlock(ctx context.Context) error { return m.c.Del(ctx, m.key).Err() }

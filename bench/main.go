@@ -1,0 +1,276 @@
+// Command bench compares github.com/redislock/redislock with its peers on a
+// Redis server of its own: uncontended latency and allocations, parallel
+// throughput, contention on one key (in one process and across processes)
+// and many held locks under renewal. It prints a Markdown report and writes
+// it, with a PNG chart, to the -out directory. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == workerArg {
+		err = workerMain(ctx, os.Args[2:])
+	} else {
+		err = run(ctx)
+	}
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		if errors.Is(err, context.Canceled) {
+			os.Exit(130)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	quick := fs.Bool("quick", false, "short run (about a minute): fewer ops, 1 s windows, 2,000 held locks for 5 s")
+	only := fs.String("only", "", "comma-separated contenders or libraries to run (e.g. redislock,raw or bsm/tuned); default all")
+	out := fs.String("out", "results", "directory for <date>.md, latest.md and latest.png")
+	scen := fs.String("scenarios", "1,2,3,4", "scenarios to run: 1 uncontended, 2 parallel, 3 contention, 4 held locks")
+	addr := fs.String("addr", "", "Redis to use instead of starting redis-server; it is FLUSHALLed and its stats reset, so never a server whose data matters")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: go run . [-quick] [-only name,...] [-out dir] [-scenarios 1,2,3,4] [-addr host:port]\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	scenarios, err := parseScenarios(*scen)
+	if err != nil {
+		return err
+	}
+	cs, err := selectContenders(*only)
+	if err != nil {
+		return err
+	}
+	set := defaultSettings(*quick)
+
+	started := time.Now()
+	loadStart := loadAverage()
+	srv, err := startServer(ctx, *addr)
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	desc := "own redis-server on " + srv.addr + " (--save \"\" --appendonly no)"
+	if !srv.own {
+		desc = "-addr " + srv.addr
+	}
+	logf("redis %s at %s", srv.version(ctx), srv.addr)
+
+	r := &report{
+		started: started, quick: *quick, set: set, scenarios: scenarios, contenders: cs,
+		goVersion: runtime.Version(), platform: runtime.GOOS + "/" + runtime.GOARCH,
+		cpus: runtime.NumCPU(), maxprocs: runtime.GOMAXPROCS(0),
+		redis: srv.version(ctx), serverDesc: desc,
+		module: libraryRevision(), deps: depVersions(),
+	}
+	if len(os.Args) > 1 {
+		r.args = " " + strings.Join(os.Args[1:], " ")
+	}
+	err = measure(ctx, srv, r)
+	r.wall = time.Since(started)
+	r.load = loadStart + " at the start, " + loadAverage() + " at the end"
+	if err != nil {
+		r.interrupted = err.Error()
+	}
+	md := r.markdown()
+	fmt.Print(md)
+	if err != nil {
+		return fmt.Errorf("run incomplete, no files written: %w", err)
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	for _, name := range []string{started.Format("2006-01-02") + ".md", "latest.md"} {
+		if err := os.WriteFile(filepath.Join(*out, name), []byte(md), 0o644); err != nil {
+			return err
+		}
+	}
+	if scenarios[3] {
+		if err := writeChart(filepath.Join(*out, "latest.png"), r.contended); err != nil {
+			return fmt.Errorf("chart: %w", err)
+		}
+	}
+	logf("wrote %s (wall time %v)", *out, time.Since(started).Round(100*time.Millisecond))
+	return nil
+}
+
+// measure runs the chosen scenarios for every contender, in order, one at a
+// time. It stops at the first error that is not a contender's own (the
+// server gone, the run interrupted).
+func measure(ctx context.Context, srv *server, r *report) error {
+	set := r.set
+	check := func() error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return srv.alive()
+	}
+	if r.scenarios[1] {
+		if err := check(); err != nil {
+			return err
+		}
+		r.uncontended = runUncontended(ctx, srv, r.contenders, set.uncontendedOps)
+		for _, row := range r.uncontended {
+			logf("1 uncontended  %-20s p50 %s allocs/op %.1f %s", row.c.name, fmtDur(row.lat.P50), row.allocs, errNote(row.err))
+		}
+	}
+	if r.scenarios[2] {
+		for _, c := range r.contenders {
+			if err := check(); err != nil {
+				return err
+			}
+			row := runParallel(ctx, srv, c, set.parallelGoroutines, set.parallelDur)
+			logf("2 parallel     %-20s %s ops/s %s", c.name, fmtNum(row.opsPerSec), errNote(row.err))
+			r.parallel = append(r.parallel, row)
+		}
+	}
+	if r.scenarios[3] {
+		type config struct {
+			procs int
+			hold  time.Duration
+		}
+		var configs []config
+		for _, h := range set.holds {
+			configs = append(configs, config{1, h})
+		}
+		if set.procs > 1 {
+			configs = append(configs, config{set.procs, set.procHold})
+		}
+		for _, cfg := range configs {
+			var rows []contendRow
+			for _, c := range r.contenders {
+				if err := check(); err != nil {
+					return err
+				}
+				var row contendRow
+				if cfg.procs == 1 {
+					row = runContendInProc(ctx, srv, c, set.contendGoroutines, cfg.hold, set.contendWindow)
+				} else {
+					row = runContendMultiProc(ctx, srv, c, cfg.procs, set.contendGoroutines, cfg.hold, set.contendWindow)
+				}
+				logf("3 contention   %-20s %dp×%dg hold %v: %s acq/s, wait p99 %s, gap p50 %s %s",
+					c.name, cfg.procs, set.contendGoroutines, cfg.hold, fmtNum(row.acqPerSec), fmtDur(row.wait.P99), fmtDur(row.gap.P50), errNote(row.err))
+				rows = append(rows, row)
+			}
+			r.contended = append(r.contended, rows)
+		}
+	}
+	if r.scenarios[4] {
+		for _, c := range r.contenders {
+			if err := check(); err != nil {
+				return err
+			}
+			row := runHeld(ctx, srv, c, set.heldLocks, set.heldDur, set.heldLease)
+			if row.applicable {
+				logf("4 held         %-20s goroutines +%d, %d requests, keys %d %s", c.name, row.goroutines, row.reqs, row.keysAtEnd, errNote(row.err))
+			}
+			r.held = append(r.held, row)
+		}
+	}
+	return check()
+}
+
+func errNote(err error) string {
+	if err == nil {
+		return ""
+	}
+	return "ERROR: " + err.Error()
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+format+"\n", args...)
+}
+
+func parseScenarios(s string) (map[int]bool, error) {
+	m := map[int]bool{}
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > 4 {
+			return nil, fmt.Errorf("-scenarios: %q is not one of 1, 2, 3, 4", f)
+		}
+		m[n] = true
+	}
+	if len(m) == 0 {
+		return nil, errors.New("-scenarios: none chosen")
+	}
+	return m, nil
+}
+
+// libraryRevision describes the checkout of the library under test (the
+// parent directory, through the replace directive), read with git.
+func libraryRevision() string {
+	rev, err := exec.Command("git", "-C", "..", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "github.com/redislock/redislock (../, revision unknown)"
+	}
+	desc := "github.com/redislock/redislock at " + strings.TrimSpace(string(rev))
+	st, err := exec.Command("git", "-C", "..", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench").Output()
+	if err == nil && len(strings.TrimSpace(string(st))) > 0 {
+		desc += " with uncommitted changes"
+	}
+	return desc + " (../ via replace)"
+}
+
+// depVersions lists the versions of the peer modules built in.
+func depVersions() []string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return nil
+	}
+	want := map[string]bool{
+		"github.com/bsm/redislock": true, "github.com/go-redsync/redsync/v4": true,
+		"github.com/redis/rueidis": true, "github.com/redis/go-redis/v9": true,
+	}
+	var out []string
+	for _, d := range bi.Deps {
+		if want[d.Path] {
+			out = append(out, d.Path+" "+d.Version)
+		}
+	}
+	return out
+}
+
+// loadAverage returns the 1-minute load average, which tells how much else
+// ran on the machine's CPUs during the run.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "unknown"
+	}
+	return f[0]
+}

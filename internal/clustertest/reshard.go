@@ -1,0 +1,87 @@
+package clustertest
+
+import (
+	"fmt"
+	"net"
+	"testing"
+)
+
+const (
+	slotCount      = 16384 // hash slots of a Redis Cluster
+	migrateTimeout = 5000  // MIGRATE's own timeout, in milliseconds
+	migrateBatch   = 100   // keys per MIGRATE
+)
+
+// MoveSlot migrates slot, with its keys, from the master that serves it to
+// the master at dstAddr, by the protocol redis-cli uses: CLUSTER SETSLOT
+// IMPORTING on the destination and MIGRATING on the source, MIGRATE of the
+// keys in batches, then CLUSTER SETSLOT NODE on the destination, the source
+// and every other running master. It blocks until all running nodes agree
+// that dstAddr serves slot (at most 30 s). Moving a slot to the master that
+// serves it does nothing.
+func (c *Cluster) MoveSlot(tb testing.TB, slot int, dstAddr string) {
+	tb.Helper()
+	if slot < 0 || slot >= slotCount {
+		tb.Fatalf("clustertest: MoveSlot: slot %d is not in [0, %d)", slot, slotCount)
+	}
+	dst := c.node(tb, dstAddr)
+	if !dst.alive() {
+		tb.Fatalf("clustertest: MoveSlot: %s was killed", dstAddr)
+	}
+	t, err := view(dst)
+	if err != nil {
+		tb.Fatalf("clustertest: %v", err)
+	}
+	if !t[dst.id].master() {
+		tb.Fatalf("clustertest: MoveSlot: %s is not a master", dstAddr)
+	}
+	src := c.byID(t.owner(slot))
+	switch {
+	case src == nil:
+		tb.Fatalf("clustertest: MoveSlot: no master serves slot %d per %s", slot, dstAddr)
+	case src == dst:
+		return
+	case !src.alive():
+		tb.Fatalf("clustertest: MoveSlot: slot %d is served by %s, which was killed", slot, src.addr)
+	}
+
+	do := func(n *node, args ...any) []any {
+		tb.Helper()
+		ctx, cancel := cmdCtx()
+		defer cancel()
+		v, err := n.admin.Do(ctx, args...).Result()
+		if err != nil {
+			tb.Fatalf("clustertest: MoveSlot: %v on %s: %v", args, n.addr, err)
+		}
+		vs, _ := v.([]any)
+		return vs
+	}
+	// The destination first, so that it already accepts the ASK redirections
+	// the source sends once it is migrating.
+	do(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", src.id)
+	do(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst.id)
+	host, port, _ := net.SplitHostPort(dst.addr)
+	for {
+		keys := do(src, "CLUSTER", "GETKEYSINSLOT", slot, migrateBatch)
+		if len(keys) == 0 {
+			break
+		}
+		args := append([]any{"MIGRATE", host, port, "", 0, migrateTimeout, "KEYS"}, keys...)
+		do(src, args...)
+	}
+	// The destination first again: once the source gives up the slot it
+	// redirects clients there, which must then serve it.
+	do(dst, "CLUSTER", "SETSLOT", slot, "NODE", dst.id)
+	do(src, "CLUSTER", "SETSLOT", slot, "NODE", dst.id)
+	for id, cn := range t {
+		if n := c.byID(id); cn.master() && n != nil && n != src && n != dst && n.alive() {
+			do(n, "CLUSTER", "SETSLOT", slot, "NODE", dst.id)
+		}
+	}
+	c.waitAgreed(tb, fmt.Sprintf("moving slot %d to %s", slot, dstAddr), func(t topology) error {
+		if owner := t.owner(slot); owner != dst.id {
+			return fmt.Errorf("slot %d is served by %s", slot, t[owner].addr)
+		}
+		return nil
+	})
+}
