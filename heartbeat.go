@@ -222,7 +222,11 @@ func (s *heartbeat) renew(due []*hold) []renewResult {
 			holds[k] = due[i]
 		}
 		part := make([]renewResult, len(idx))
-		s.renewOn(ctx, node, holds, part)
+		if s.renewOn(ctx, node, holds, part) {
+			// A slot moved or a replica was promoted: the failed renewals
+			// are retried soon, after go-redis has reloaded the slot map.
+			cc.ReloadState(ctx)
+		}
 		for k, i := range idx {
 			results[i] = part[k]
 		}
@@ -232,7 +236,8 @@ func (s *heartbeat) renew(due []*hold) []renewResult {
 
 // renewOn renews holds in one pipeline through c, followed by WAIT if any
 // of them asks for replica acknowledgement, and stores a result per hold.
-func (s *heartbeat) renewOn(ctx context.Context, c redis.UniversalClient, holds []*hold, results []renewResult) {
+// It reports whether a server redirected a renewal (MOVED or ASK).
+func (s *heartbeat) renewOn(ctx context.Context, c redis.UniversalClient, holds []*hold, results []renewResult) (redirected bool) {
 	minReplicas, waitTimeout := 0, time.Duration(0)
 	for _, h := range holds {
 		minReplicas = max(minReplicas, h.lock.opts.minReplicas)
@@ -271,6 +276,7 @@ func (s *heartbeat) renewOn(ctx context.Context, c redis.UniversalClient, holds 
 	for i, cmd := range cmds {
 		vals, err := cmd.Int64Slice()
 		if err != nil {
+			redirected = redirected || isRedirect(err)
 			continue // renewFailed
 		}
 		lo := i * s.batch
@@ -289,6 +295,14 @@ func (s *heartbeat) renewOn(ctx context.Context, c redis.UniversalClient, holds 
 			}
 		}
 	}
+	return redirected
+}
+
+// isRedirect reports whether err is a cluster redirection: the key's slot
+// is served by another node.
+func isRedirect(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr) && (strings.HasPrefix(rerr.Error(), "MOVED ") || strings.HasPrefix(rerr.Error(), "ASK "))
 }
 
 func isNoScript(err error) bool {

@@ -66,6 +66,9 @@ func (l *Lock) evalReplicated(ctx context.Context, s *redis.Script, keys []strin
 				}
 				continue
 			}
+			if cc, ok := l.client.(*redis.ClusterClient); ok && isRedirect(err) {
+				cc.ReloadState(ctx) // for the next request
+			}
 			return nil, 0, err
 		}
 		acked, _ := wait.Int64()
