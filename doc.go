@@ -1,22 +1,28 @@
 // Package redislock provides distributed locks on Redis: a [Lock] names a
 // key that at most one owner holds at a time, across goroutines, processes
-// and machines that share a Redis server.
+// and machines that share a Redis server, Sentinel group or Cluster.
 //
 // A hold is a lease. Acquiring sets the key with a TTL, and while the lock is
-// held a heartbeat renews it (one per Redis client, renewing every held lock
-// of that client in batched round trips). The holder keeps a local validity
-// deadline on its monotonic clock: the start of the last successful acquire
-// or renewal request plus the TTL, minus a margin for clock-rate drift. If
-// Redis refuses a renewal, or the deadline passes without one (Redis
-// unreachable, paused or failing), the hold is lost: [Lock.Lost] closes,
-// [Lock.Held] turns false, and the context that [Lock.WithLock] gave the
-// critical section is cancelled with cause [ErrLockLost] — before the key can
-// expire on the server, as long as the server's clock runs at the rate of
-// the holder's.
+// held a heartbeat renews it: one per Redis client, renewing every held lock
+// of that client in batched round trips, without a goroutine between
+// rounds. The holder keeps a local validity deadline on its monotonic clock:
+// the start of the last successful acquire or renewal request plus the TTL,
+// minus a margin for clock-rate drift. If Redis refuses a renewal, or the
+// deadline passes without one (Redis unreachable, paused or failing), the
+// hold is lost: [Lock.Lost] closes, [Lock.Held] turns false, and the context
+// that [Lock.WithLock] gave the critical section is cancelled with cause
+// [ErrLockLost] — before the key can expire on the server, as long as the
+// server's clock runs at the rate of the holder's.
 //
 // Locks are reentrant: the same Lock may acquire again and must release as
 // often. A context from WithLock carries its hold, so nested code that locks
 // the same key through the same client re-enters instead of deadlocking.
+//
+// Waiters do not poll: a release is announced on a pub/sub channel of the
+// lock (sharded pub/sub on a cluster), waiters of one process queue in FIFO
+// order behind one shared subscription per client, and only the head of the
+// queue tries. Sleeps stay capped by the holder's remaining lease and a
+// backoff, so a release that announces nothing is still noticed.
 //
 // # What a lease cannot promise
 //
@@ -24,14 +30,17 @@
 // suspended VM) resumes believing it holds the lock while another owner may
 // already hold it; no client-side check can close that window. Redis
 // replication is asynchronous, so a failover can lose a freshly written
-// lock, and a server restarted without persistence forgets every lock. Use
-// these locks for efficiency (avoid doing work twice) as they are; for
-// correctness, have the protected resource itself reject stale writers.
+// lock ([WithMinReplicas] narrows this), and a server restarted without
+// persistence forgets every lock. Use these locks as they are for efficiency
+// (avoid doing work twice); for correctness, have the protected resource
+// check the fencing token of [Lock.Token] and refuse stale writers.
 //
 // # Wire format
 //
 // The key is the prefix (default "lock:") followed by the name. It holds a
 // Redis hash with fields "owner" and "count" and expires by PEXPIRE, the
 // format of the Python original this package is compatible with: both can
-// share locks, each excluding the other.
+// share locks, each excluding the other. This package adds a "token" field,
+// which the original ignores, and a fence hash next to the key for the
+// fencing tokens.
 package redislock
