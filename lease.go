@@ -80,6 +80,9 @@ func (l *Lock) TTL(ctx context.Context) (time.Duration, error) {
 	if lender := l.lender(); lender != nil {
 		return lender.TTL(ctx)
 	}
+	if err := ctx.Err(); err != nil {
+		return 0, ctxErr(ctx)
+	}
 	l.opMu.Lock()
 	defer l.opMu.Unlock()
 	h, err := l.liveHold()
