@@ -126,19 +126,12 @@ func (l *Lock) attempt(ctx context.Context) (bool, time.Duration, error) {
 func (l *Lock) reentered(ctx context.Context, h *hold, g grant, start time.Time) (bool, time.Duration, error) {
 	l.mu.Lock()
 	if !g.ok {
-		l.loseLocked(h, errLost("the key is gone or held by another owner"))
-		err := l.lostErr()
-		l.mu.Unlock()
-		l.unschedule(h)
-		return false, 0, errors.Join(ErrNotAcquired, err)
+		return false, 0, errors.Join(ErrNotAcquired, l.loseUnlock(h, errTaken))
 	}
 	if h.ended || !time.Now().Before(h.deadline) {
 		// The hold ran out while the request was on its way: the key is
 		// still ours on the server, and nobody will renew it. Let it go.
-		l.loseLocked(h, errLost("the lease ran out before it was renewed"))
-		err := l.lostErr()
-		l.mu.Unlock()
-		l.unschedule(h)
+		err := l.loseUnlock(h, errExpired)
 		l.sendRelease(ctx, true)
 		return false, 0, errors.Join(ErrNotAcquired, err)
 	}

@@ -44,11 +44,7 @@ func (l *Lock) liveHold() (*hold, error) {
 		return nil, err
 	}
 	if !time.Now().Before(h.deadline) {
-		l.loseLocked(h, errLost("the lease ran out before it was renewed"))
-		err := l.lostErr()
-		l.mu.Unlock()
-		l.unschedule(h) // never with mu held: it may wait for the heartbeat
-		return nil, err
+		return nil, l.loseUnlock(h, errExpired)
 	}
 	l.mu.Unlock()
 	return h, nil
@@ -61,6 +57,24 @@ func (l *Lock) lostErr() error {
 		return errors.Join(ErrNotHeld, l.lostCause)
 	}
 	return ErrNotHeld
+}
+
+// Why a hold is lost.
+var (
+	errTaken   = errLost("the key is gone or held by another owner")
+	errExpired = errLost("the lease ran out before it was renewed")
+)
+
+// loseUnlock ends hold h as lost (if it has not ended yet), unlocks l.mu,
+// which must be held, and stops renewing h; the waiting for the heartbeat
+// that this may take never happens with l.mu held. It returns the error a
+// call that needs the hold reports.
+func (l *Lock) loseUnlock(h *hold, cause error) error {
+	l.loseLocked(h, cause)
+	err := l.lostErr()
+	l.mu.Unlock()
+	l.unschedule(h)
+	return err
 }
 
 // loseLocked ends hold h as lost: Lost closes, WithLock contexts are
@@ -143,7 +157,7 @@ func (l *Lock) deadlinePassed() {
 		l.mu.Unlock()
 		return
 	}
-	l.loseLocked(h, errLost("the lease ran out before it was renewed"))
+	l.loseLocked(h, errExpired)
 	l.mu.Unlock()
 	l.unschedule(h)
 }
@@ -164,7 +178,7 @@ func (l *Lock) renewed(h *hold, start time.Time) {
 // renewRefused records that Redis says h's owner no longer holds the key.
 func (l *Lock) renewRefused(h *hold) {
 	l.mu.Lock()
-	l.loseLocked(h, errLost("the key is gone or held by another owner"))
+	l.loseLocked(h, errTaken)
 	l.mu.Unlock()
 }
 

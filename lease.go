@@ -48,18 +48,11 @@ func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 	res, _ := v.([]any)
 	l.mu.Lock()
 	if len(res) != 1 || res[0] != int64(1) {
-		l.loseLocked(h, errLost("the key is gone or held by another owner"))
-		err := l.lostErr()
-		l.mu.Unlock()
-		l.unschedule(h)
-		return err
+		return l.loseUnlock(h, errTaken)
 	}
 	if h.ended || !time.Now().Before(h.deadline) {
 		// As in reentered: the hold ran out meanwhile; free the key.
-		l.loseLocked(h, errLost("the lease ran out before it was renewed"))
-		err := l.lostErr()
-		l.mu.Unlock()
-		l.unschedule(h)
+		err := l.loseUnlock(h, errExpired)
 		l.sendRelease(ctx, true)
 		return err
 	}
@@ -95,13 +88,7 @@ func (l *Lock) TTL(ctx context.Context) (time.Duration, error) {
 	}
 	if n == -2 {
 		l.mu.Lock()
-		if !h.ended {
-			l.loseLocked(h, errLost("the key is gone or held by another owner"))
-		}
-		err := l.lostErr()
-		l.mu.Unlock()
-		l.unschedule(h)
-		return 0, err
+		return 0, l.loseUnlock(h, errTaken)
 	}
 	if n < 0 {
 		return -1, nil

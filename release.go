@@ -51,20 +51,16 @@ func (l *Lock) Release(ctx context.Context) error {
 	if n < 0 {
 		l.mu.Lock()
 		if !final {
-			l.loseLocked(h, errLost("the key is gone or held by another owner"))
-		} else {
-			// Ended as released, yet it was lost before: say so.
-			l.lostCause = errLost("the key was gone or held by another owner at release")
-			if h.lost != nil {
-				close(h.lost)
-			}
-			l.lost = closedLost
+			return l.loseUnlock(h, errTaken)
 		}
+		// Ended as released, yet it was lost before: say so.
+		l.lostCause = errLost("the key was gone or held by another owner at release")
+		if h.lost != nil {
+			close(h.lost)
+		}
+		l.lost = closedLost
 		err := l.lostErr()
 		l.mu.Unlock()
-		if !final {
-			l.unschedule(h)
-		}
 		return err
 	}
 	return nil
