@@ -37,7 +37,7 @@ func (l *Lock) Acquire(ctx context.Context) error {
 	// then queue behind them.
 	if l.holding() || !queued(l.client, l.channel) {
 		ok, _, err := l.attempt(ctx)
-		if ok || err != nil {
+		if ok || (err != nil && !errors.Is(err, errTooLate)) {
 			return err
 		}
 	}
@@ -62,6 +62,11 @@ func (l *Lock) TryAcquire(ctx context.Context) (bool, error) {
 	ok, _, err := l.attempt(ctx)
 	return ok, err
 }
+
+// errTooLate is the error of an attempt whose lock was granted, but too late
+// to be of use: the answer came after the lease it granted had run out.
+// Acquire tries again; TryAcquire reports it.
+var errTooLate = fmt.Errorf("%w: granted too late", ErrNotAcquired)
 
 // attempt sends one acquire request. It reports whether this Lock holds the
 // lock afterwards and, if not, the other holder's remaining lease.
@@ -109,7 +114,7 @@ func (l *Lock) attempt(ctx context.Context) (bool, time.Duration, error) {
 	deadline := start.Add(l.validity(l.opts.ttl))
 	if !time.Now().Before(deadline) {
 		l.sendRelease(ctx, true)
-		return false, 0, fmt.Errorf("%w: the acquire round trip outlasted the %v lease", ErrNotAcquired, l.opts.ttl)
+		return false, 0, fmt.Errorf("%w: the acquire round trip outlasted the %v lease", errTooLate, l.opts.ttl)
 	}
 	h = &hold{lock: l, count: 1, token: g.token, deadline: deadline, index: -1}
 	if !l.opts.noHeartbeat {

@@ -78,15 +78,15 @@ func New(client redis.UniversalClient, name string, opts ...Option) (*Lock, erro
 	l.channel = channelFor(l.key)
 	l.keys = []string{l.key}
 	l.withFence = []string{l.key, fenceKeyFor(l.key)}
-	owner, ttl, counterTTL := any(l.owner), any(l.ttlMs), any(TokenCounterTTL.Milliseconds())
-	l.argsFresh = []any{owner, ttl, "0", counterTTL}
-	l.argsReentry = []any{owner, ttl, "1", counterTTL}
+	owner, ttl := any(l.owner), any(l.ttlMs)
+	l.argsFresh = []any{owner, ttl, "0"}
+	l.argsReentry = []any{owner, ttl, "1"}
 	l.argsRelease = []any{owner, "0"}
 	publish := "publish"
 	if _, ok := client.(*redis.ClusterClient); ok {
 		publish = "spublish" // heard on the channel's shard only
 	}
-	l.argsLastRel = []any{owner, "1", l.channel, publish, counterTTL}
+	l.argsLastRel = []any{owner, "1", l.channel, publish}
 	return l, nil
 }
 

@@ -48,7 +48,7 @@ func (l *Lock) Release(ctx context.Context) error {
 		}
 		return err
 	}
-	if n < 0 {
+	if n == -1 {
 		l.mu.Lock()
 		if !final {
 			return l.loseUnlock(h, errTaken)

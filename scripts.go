@@ -1,6 +1,17 @@
 package redislock
 
-import "github.com/redis/go-redis/v9"
+import (
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// newScript is redis.NewScript with the fence's TTL written into the source
+// (FENCE_TTL_MS), which saves an argument on every call.
+func newScript(src string) *redis.Script {
+	return redis.NewScript(strings.ReplaceAll(src, "FENCE_TTL_MS", strconv.FormatInt(TokenCounterTTL.Milliseconds(), 10)))
+}
 
 // The lock is a Redis hash at KEYS[1] with fields "owner" (the holder's
 // identity) and "count" (its reentrant depth), expiring by PEXPIRE. This is
@@ -18,23 +29,22 @@ import "github.com/redis/go-redis/v9"
 //
 //	KEYS[1] lock key, KEYS[2] fence
 //	ARGV[1] owner, ARGV[2] TTL in ms,
-//	ARGV[3] "1" if the caller already holds the lock (re-entry must not create the key),
-//	ARGV[4] TTL of the fence in ms
+//	ARGV[3] "1" if the caller already holds the lock (re-entry must not create the key)
 //
 // When the owner holds the lock after the call it returns the hold's
 // fencing token (> 0). A fresh hold takes the next token; a fence that had
 // expired or never existed restarts from the server's clock in
 // microseconds, above any token issued before. Otherwise it returns the
 // other holder's remaining PTTL negated (< 0), or 0 when that is unknown (no
-// expiry) or a re-entry found the key gone. A count that is not a number
-// fails with an error starting "WRONGTYPE".
-var acquireScript = redis.NewScript(`
+// expiry) or a re-entry found the key gone. A stored count that is not a
+// positive integer fails a re-entry with an error starting "WRONGTYPE".
+var acquireScript = newScript(`
 local owner = redis.call('hget', KEYS[1], 'owner')
 if owner == ARGV[1] then
   local v = redis.call('hmget', KEYS[1], 'count', 'token')
   local n = tonumber(v[1])
-  if n == nil then
-    return redis.error_reply('WRONGTYPE lock count is not a number')
+  if n == nil or n ~= n or n < 1 or n >= 2^53 or n ~= math.floor(n) then
+    return redis.error_reply('WRONGTYPE lock count is not a positive integer')
   end
   redis.call('hset', KEYS[1], 'count', n + 1)
   if redis.call('pttl', KEYS[1]) < tonumber(ARGV[2]) then
@@ -52,7 +62,7 @@ if owner == false and ARGV[3] ~= '1' and redis.call('exists', KEYS[1]) == 0 then
   if redis.call('hget', KEYS[2], 'released') == ARGV[1] then
     redis.call('hdel', KEYS[2], 'released') -- that release is over: see releaseScript
   end
-  redis.call('pexpire', KEYS[2], ARGV[4])
+  redis.call('pexpire', KEYS[2], FENCE_TTL_MS)
   redis.call('hset', KEYS[1], 'owner', ARGV[1], 'count', 1, 'token', token)
   redis.call('pexpire', KEYS[1], ARGV[2])
   return token
@@ -69,17 +79,17 @@ return 0
 //	KEYS[1] lock key, KEYS[2] fence
 //	ARGV[1] owner, ARGV[2] "1" if this is the caller's last level,
 //	ARGV[3] the channel that announces the release to waiters,
-//	ARGV[4] "publish", or "spublish" on a cluster (sharded pub/sub),
-//	ARGV[5] TTL of the fence in ms
+//	ARGV[4] "publish", or "spublish" on a cluster (sharded pub/sub)
 //
 // Returns -1 when the owner does not hold the key; 0 when the key was
 // deleted (last level) and the release announced; otherwise the count left.
 // The caller's own count is authoritative: the last level deletes the key
 // whatever the stored count says, and an earlier level never lets the stored
 // count drop below 1, so a request retried by the client cannot release too
-// much or too little. A last release records its owner in the fence, so that
+// much or too little; a stored count that is not a positive integer is
+// reset to 1. A last release records its owner in the fence, so that
 // the client retrying it after a lost reply gets 0, not -1.
-var releaseScript = redis.NewScript(`
+var releaseScript = newScript(`
 if redis.call('type', KEYS[1]).ok ~= 'hash' or redis.call('hget', KEYS[1], 'owner') ~= ARGV[1] then
   if ARGV[2] == '1' and redis.call('hget', KEYS[2], 'released') == ARGV[1] then
     return 0
@@ -89,13 +99,13 @@ end
 if ARGV[2] == '1' then
   redis.call('del', KEYS[1])
   if redis.call('hset', KEYS[2], 'released', ARGV[1]) == 1 and redis.call('pttl', KEYS[2]) < 0 then
-    redis.call('pexpire', KEYS[2], ARGV[5])
+    redis.call('pexpire', KEYS[2], FENCE_TTL_MS)
   end
   redis.call(ARGV[4], ARGV[3], '')
   return 0
 end
 local n = tonumber(redis.call('hget', KEYS[1], 'count'))
-if n == nil or n < 2 then
+if n == nil or n ~= n or n < 2 or n >= 2^53 or n ~= math.floor(n) then
   n = 2
 end
 redis.call('hset', KEYS[1], 'count', n - 1)

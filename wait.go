@@ -42,7 +42,7 @@ func (l *Lock) wait(ctx context.Context) error {
 			acquired = true
 			return nil
 		}
-		if err != nil {
+		if err != nil && !errors.Is(err, errTooLate) {
 			return err
 		}
 		if err := b.sleep(ctx, b.next(pttl), w.wake); err != nil {

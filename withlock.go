@@ -3,6 +3,7 @@ package redislock
 import (
 	"context"
 	"errors"
+	"fmt"
 )
 
 // WithLock acquires the lock as [Lock.Acquire] does, runs fn, and releases
@@ -10,8 +11,12 @@ import (
 // the hold, so Acquire or WithLock on a Lock with the same key and client
 // re-enters it, and is cancelled with cause ErrLockLost (see
 // [context.Cause]) if the hold is lost. WithLock returns fn's error joined
-// with the loss cause or the release error.
+// with the loss cause or the release error, or ErrInvalidArgument for a nil
+// fn.
 func (l *Lock) WithLock(ctx context.Context, fn func(ctx context.Context) error) (err error) {
+	if fn == nil {
+		return fmt.Errorf("%w: nil function", ErrInvalidArgument)
+	}
 	if err := l.Acquire(ctx); err != nil {
 		return err
 	}
