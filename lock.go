@@ -25,9 +25,11 @@ type Lock struct {
 	// Script arguments, built once: a request then allocates only inside
 	// go-redis.
 	keys                     []string // the lock key
-	withFence                []string // the lock key and its fence
-	argsFresh, argsReentry   []any
-	argsRelease, argsLastRel []any
+	withFence []string // the lock key and its fence
+
+	// Whole EVALSHA commands for the requests on the hot path; see evalsha.
+	acquireFresh, acquireReentry []any
+	release, releaseLast         []any
 
 	// opMu serialises this Lock's requests to Redis, so that the local count
 	// and the stored one change in the same order. It is held across round
@@ -78,15 +80,14 @@ func New(client redis.UniversalClient, name string, opts ...Option) (*Lock, erro
 	l.channel = channelFor(l.key)
 	l.keys = []string{l.key}
 	l.withFence = []string{l.key, fenceKeyFor(l.key)}
-	owner, ttl := any(l.owner), any(l.ttlMs)
-	l.argsFresh = []any{owner, ttl, "0"}
-	l.argsReentry = []any{owner, ttl, "1"}
-	l.argsRelease = []any{owner, "0"}
 	publish := "publish"
 	if _, ok := client.(*redis.ClusterClient); ok {
 		publish = "spublish" // heard on the channel's shard only
 	}
-	l.argsLastRel = []any{owner, "1", l.channel, publish}
+	l.acquireFresh = evalshaCmd(acquireScript, l.withFence, l.owner, l.ttlMs, "0")
+	l.acquireReentry = evalshaCmd(acquireScript, l.withFence, l.owner, l.ttlMs, "1")
+	l.release = evalshaCmd(releaseScript, l.withFence, l.owner, "0")
+	l.releaseLast = evalshaCmd(releaseScript, l.withFence, l.owner, "1", l.channel, publish)
 	return l, nil
 }
 

@@ -69,11 +69,11 @@ func (l *Lock) Release(ctx context.Context) error {
 // sendRelease sends the release request detached from ctx's cancellation and
 // bounded by DefaultReleaseTimeout.
 func (l *Lock) sendRelease(ctx context.Context, final bool) (int64, error) {
-	args := l.argsRelease
+	cmd := l.release
 	if final {
-		args = l.argsLastRel
+		cmd = l.releaseLast
 	}
-	n, err := releaseScript.Run(detach(ctx, DefaultReleaseTimeout), l.client, l.withFence, args...).Int64()
+	n, err := evalsha(detach(ctx, DefaultReleaseTimeout), l.client, releaseScript, cmd).Int64()
 	if err != nil {
 		return 0, l.wrapRedisErr("release", err)
 	}

@@ -19,16 +19,16 @@ type grant struct {
 
 func (l *Lock) runAcquire(ctx context.Context, reentry bool) (grant, error) {
 	var g grant
-	args := l.argsFresh
+	cmd := l.acquireFresh
 	if reentry {
-		args = l.argsReentry
+		cmd = l.acquireReentry
 	}
 	var v any
 	var err error
 	if l.opts.minReplicas > 0 && !reentry {
-		v, g.replicas, err = l.evalReplicated(ctx, acquireScript, l.withFence, args)
+		v, g.replicas, err = l.evalReplicated(ctx, acquireScript, l.withFence, cmd[3+len(l.withFence):])
 	} else {
-		v, err = acquireScript.Run(ctx, l.client, l.withFence, args...).Result()
+		v, err = evalsha(ctx, l.client, acquireScript, cmd).Result()
 	}
 	if err != nil {
 		return g, l.wrapRedisErr("acquire", err)
@@ -43,6 +43,28 @@ func (l *Lock) runAcquire(ctx context.Context, reentry bool) (grant, error) {
 		g.pttl = time.Duration(-n) * time.Millisecond
 	}
 	return g, nil
+}
+
+// evalshaCmd builds the whole EVALSHA command that runs s on keys with args.
+func evalshaCmd(s *redis.Script, keys []string, args ...any) []any {
+	cmd := make([]any, 0, 3+len(keys)+len(args))
+	cmd = append(cmd, "evalsha", s.Hash(), len(keys))
+	for _, k := range keys {
+		cmd = append(cmd, k)
+	}
+	return append(cmd, args...)
+}
+
+// evalsha sends cmd, built by evalshaCmd for s, and if the server does not
+// have s, loads it and sends cmd once more. Unlike Script.Run, it sends a
+// command built once per Lock, so that a request allocates only inside
+// go-redis; go-redis only reads the slice.
+func evalsha(ctx context.Context, c redis.UniversalClient, s *redis.Script, cmd []any) *redis.Cmd {
+	r := c.Do(ctx, cmd...)
+	if err := r.Err(); err != nil && isNoScript(err) && s.Load(ctx, c).Err() == nil {
+		r = c.Do(ctx, cmd...)
+	}
+	return r
 }
 
 // evalReplicated runs script s, then WAIT, in one pipeline on the connection
