@@ -24,7 +24,7 @@ type Lock struct {
 
 	// Script arguments, built once: a request then allocates only inside
 	// go-redis.
-	keys                     []string // the lock key
+	keys      []string // the lock key
 	withFence []string // the lock key and its fence
 
 	// Whole EVALSHA commands for the requests on the hot path; see evalsha.
