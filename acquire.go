@@ -117,6 +117,7 @@ func (l *Lock) attempt(ctx context.Context) (bool, time.Duration, error) {
 		return false, 0, fmt.Errorf("%w: the acquire round trip outlasted the %v lease", errTooLate, l.opts.ttl)
 	}
 	h = &hold{lock: l, count: 1, token: g.token, deadline: deadline, index: -1}
+	l.releaseLast[len(l.releaseLast)-1] = g.token // opMu is held
 	if !l.opts.noHeartbeat {
 		schedule(l.client, h, start.Add(l.opts.heartbeat))
 	}

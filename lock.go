@@ -87,7 +87,8 @@ func New(client redis.UniversalClient, name string, opts ...Option) (*Lock, erro
 	l.acquireFresh = evalshaCmd(acquireScript, l.withFence, l.owner, l.ttlMs, "0")
 	l.acquireReentry = evalshaCmd(acquireScript, l.withFence, l.owner, l.ttlMs, "1")
 	l.release = evalshaCmd(releaseScript, l.withFence, l.owner, "0")
-	l.releaseLast = evalshaCmd(releaseScript, l.withFence, l.owner, "1", l.channel, publish)
+	// The last element, the hold's token, is set by each fresh acquire.
+	l.releaseLast = evalshaCmd(releaseScript, l.withFence, l.owner, "1", l.channel, publish, int64(0))
 	return l, nil
 }
 
@@ -149,9 +150,9 @@ func (l *Lock) Count() int {
 // seen: that, not the lease, makes a stalled former holder harmless. Tokens
 // come with the acquire round trip. They can go backwards only if Redis
 // loses the counter's last increment (a failover to a replica that had not
-// received it, see [WithMinReplicas]) or if the counter expired (after
-// [TokenCounterTTL] without a fresh acquisition) while the server's clock was
-// set back.
+// received it, see [WithMinReplicas]) or if the counter was recreated (it
+// expires [TokenCounterTTL] after it was created) while the server's clock
+// was set back.
 func (l *Lock) Token() int64 {
 	if lender := l.lender(); lender != nil {
 		return lender.Token()

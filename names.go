@@ -18,9 +18,9 @@ func channelFor(key string) string {
 }
 
 // fenceKeyFor returns the key of the fence of key: a hash with the last
-// fencing token issued and the owner of the last release. Unlike the lock
-// key, it outlives holds; it expires TokenCounterTTL after the last fresh
-// acquisition.
+// fencing token issued and the token of the last hold released. Unlike the
+// lock key, it outlives holds; it expires TokenCounterTTL after it was
+// created, and is recreated by the next acquisition.
 func fenceKeyFor(key string) string {
 	return "redislock:{" + slotTag(keySlot(key)) + "}:fence:" + key
 }

@@ -20,7 +20,8 @@ const (
 	// when the caller's context is already done.
 	DefaultReleaseTimeout = 5 * time.Second
 	// TokenCounterTTL is how long a lock name's fencing-token counter stays
-	// in Redis after the last fresh acquisition of that name.
+	// in Redis after it was created; the next acquisition recreates it,
+	// starting above every token issued before (see [Lock.Token]).
 	TokenCounterTTL = 24 * time.Hour
 )
 

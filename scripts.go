@@ -18,12 +18,16 @@ func newScript(src string) *redis.Script {
 // the Python original's format, so both can share locks; the extra field
 // "token" (the hold's fencing token) is ignored by the original. A second
 // hash per lock name, the fence at KEYS[2] (see fenceKeyFor), keeps the
-// last fencing token issued ("last") and the owner of the last release
-// ("released"). Every script that changes the lock first checks that ARGV
-// carries its owner, and a lease is only ever lengthened: any request that
-// set an expiry leaves the key at least that long, so a holder may keep the
-// latest validity deadline it computed. Key names come only through KEYS,
-// so the scripts are safe on Redis Cluster.
+// last fencing token issued ("last") and the token of the last hold
+// released ("released"). Every script that changes the lock first checks
+// that ARGV carries its owner, and a lease is only ever lengthened: any
+// request that set an expiry leaves the key at least that long, so a holder
+// may keep the latest validity deadline it computed. Key names come only
+// through KEYS, so the scripts are safe on Redis Cluster.
+//
+// Redis counts every command a script runs, and each costs the server time
+// on every acquisition: the common paths (a free lock taken, a held one
+// refused, a last release) run as few as they can.
 
 // acquireScript takes or re-enters the lock, and issues fencing tokens.
 //
@@ -34,10 +38,11 @@ func newScript(src string) *redis.Script {
 // When the owner holds the lock after the call it returns the hold's
 // fencing token (> 0). A fresh hold takes the next token; a fence that had
 // expired or never existed restarts from the server's clock in
-// microseconds, above any token issued before. Otherwise it returns the
-// other holder's remaining PTTL negated (< 0), or 0 when that is unknown (no
-// expiry) or a re-entry found the key gone. A stored count that is not a
-// positive integer fails a re-entry with an error starting "WRONGTYPE".
+// microseconds, above any token issued before, and expires TokenCounterTTL
+// later. Otherwise it returns the other holder's remaining PTTL negated
+// (< 0), or 0 when that is unknown (no expiry) or a re-entry found the key
+// gone. A stored count that is not a positive integer fails a re-entry with
+// an error starting "WRONGTYPE".
 var acquireScript = newScript(`
 local owner = redis.call('hget', KEYS[1], 'owner')
 if owner == ARGV[1] then
@@ -58,11 +63,8 @@ if owner == false and ARGV[3] ~= '1' and redis.call('exists', KEYS[1]) == 0 then
     local now = redis.call('time')
     token = tonumber(now[1]) * 1000000 + tonumber(now[2])
     redis.call('hset', KEYS[2], 'last', token)
+    redis.call('pexpire', KEYS[2], FENCE_TTL_MS)
   end
-  if redis.call('hget', KEYS[2], 'released') == ARGV[1] then
-    redis.call('hdel', KEYS[2], 'released') -- that release is over: see releaseScript
-  end
-  redis.call('pexpire', KEYS[2], FENCE_TTL_MS)
   redis.call('hset', KEYS[1], 'owner', ARGV[1], 'count', 1, 'token', token)
   redis.call('pexpire', KEYS[1], ARGV[2])
   return token
@@ -79,7 +81,8 @@ return 0
 //	KEYS[1] lock key, KEYS[2] fence
 //	ARGV[1] owner, ARGV[2] "1" if this is the caller's last level,
 //	ARGV[3] the channel that announces the release to waiters,
-//	ARGV[4] "publish", or "spublish" on a cluster (sharded pub/sub)
+//	ARGV[4] "publish", or "spublish" on a cluster (sharded pub/sub),
+//	ARGV[5] the hold's fencing token
 //
 // Returns -1 when the owner does not hold the key; 0 when the key was
 // deleted (last level) and the release announced; otherwise the count left.
@@ -87,18 +90,19 @@ return 0
 // whatever the stored count says, and an earlier level never lets the stored
 // count drop below 1, so a request retried by the client cannot release too
 // much or too little; a stored count that is not a positive integer is
-// reset to 1. A last release records its owner in the fence, so that
-// the client retrying it after a lost reply gets 0, not -1.
+// reset to 1. A last release records the hold's token in the fence, so
+// that the client retrying it after a lost reply gets 0, not -1.
 var releaseScript = newScript(`
-if redis.call('type', KEYS[1]).ok ~= 'hash' or redis.call('hget', KEYS[1], 'owner') ~= ARGV[1] then
-  if ARGV[2] == '1' and redis.call('hget', KEYS[2], 'released') == ARGV[1] then
+local owner = redis.pcall('hget', KEYS[1], 'owner')
+if owner ~= ARGV[1] then
+  if ARGV[2] == '1' and redis.call('hget', KEYS[2], 'released') == ARGV[5] then
     return 0
   end
   return -1
 end
 if ARGV[2] == '1' then
   redis.call('del', KEYS[1])
-  if redis.call('hset', KEYS[2], 'released', ARGV[1]) == 1 and redis.call('pttl', KEYS[2]) < 0 then
+  if redis.call('hset', KEYS[2], 'released', ARGV[5]) == 1 and redis.call('pttl', KEYS[2]) < 0 then
     redis.call('pexpire', KEYS[2], FENCE_TTL_MS)
   end
   redis.call(ARGV[4], ARGV[3], '')
@@ -123,7 +127,7 @@ return n - 1
 var extendScript = redis.NewScript(`
 local res = {}
 for i, key in ipairs(KEYS) do
-  if redis.call('type', key).ok == 'hash' and redis.call('hget', key, 'owner') == ARGV[2*i-1] then
+  if redis.pcall('hget', key, 'owner') == ARGV[2*i-1] then
     if redis.call('pttl', key) < tonumber(ARGV[2*i]) then
       redis.call('pexpire', key, ARGV[2*i])
     end
@@ -143,7 +147,7 @@ return res
 // Returns the PTTL in ms when the owner holds the key (-1: no expiry), or
 // -2 when it does not.
 var pttlScript = redis.NewScript(`
-if redis.call('type', KEYS[1]).ok ~= 'hash' or redis.call('hget', KEYS[1], 'owner') ~= ARGV[1] then
+if redis.pcall('hget', KEYS[1], 'owner') ~= ARGV[1] then
   return -2
 end
 return redis.call('pttl', KEYS[1])
