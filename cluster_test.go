@@ -2,7 +2,6 @@ package redislock_test
 
 import (
 	"context"
-	"errors"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -43,17 +42,7 @@ func TestCluster(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					for r := 0; r < rounds; r++ {
-						err := l.WithLock(ctx, func(ctx context.Context) error {
-							if inside.Add(1) != 1 {
-								overlaps.Add(1)
-							}
-							defer inside.Add(-1)
-							n, err := c.Get(ctx, counter).Int()
-							if err != nil && !errors.Is(err, redis.Nil) {
-								return err
-							}
-							return c.Set(ctx, counter, n+1, 0).Err()
-						})
+						err := l.WithLock(ctx, exclusiveIncrement(c, counter, &inside, &overlaps))
 						if !assert.NoError(t, err) {
 							return
 						}

@@ -115,12 +115,8 @@ func TestTokensIncreaseUnderContention(t *testing.T) {
 }
 
 func TestMinReplicas(t *testing.T) {
-	master := redistest.Start(t, "--repl-diskless-sync-delay", "0")
-	replica := redistest.Start(t, "--replicaof", "127.0.0.1", strings.Split(master.Addr(), ":")[1])
-	mc := master.Client(t)
-	rc := replica.Client(t)
+	_, _, mc, rc := startReplicated(t)
 	ctx := context.Background()
-	waitReplicaOnline(t, mc, rc)
 
 	name := redistest.Key(t)
 	l := newLock(t, mc, name, redislock.WithTTL(time.Second), redislock.WithMinReplicas(1, 500*time.Millisecond))
@@ -143,12 +139,8 @@ func TestMinReplicas(t *testing.T) {
 // Renewals that no replica acknowledges do not count: the hold is lost at its
 // validity deadline although the master still has the key.
 func TestMinReplicasRenewalsMustBeAcknowledged(t *testing.T) {
-	master := redistest.Start(t, "--repl-diskless-sync-delay", "0")
-	replica := redistest.Start(t, "--replicaof", "127.0.0.1", strings.Split(master.Addr(), ":")[1])
-	mc := master.Client(t)
-	rc := replica.Client(t)
+	_, replica, mc, _ := startReplicated(t)
 	ctx := context.Background()
-	waitReplicaOnline(t, mc, rc)
 	l := newLock(t, mc, redistest.Key(t), redislock.WithTTL(1500*time.Millisecond), redislock.WithMinReplicas(1, 300*time.Millisecond))
 	require.NoError(t, l.Acquire(ctx))
 	replica.Pause(t)
@@ -158,18 +150,22 @@ func TestMinReplicasRenewalsMustBeAcknowledged(t *testing.T) {
 	assert.Equal(t, l.Owner(), mc.HGet(ctx, l.Key(), "owner").Val(), "the master kept renewing; the hold was lost all the same")
 }
 
-// waitReplicaOnline waits until the master counts the replica as online and
-// a WAIT sees it acknowledge.
-func waitReplicaOnline(t *testing.T, master, replica *redis.Client) {
+// startReplicated starts a master and one replica, and returns once the
+// replica is online and acknowledges writes.
+func startReplicated(t *testing.T) (master, replica *redistest.Server, mc, rc *redis.Client) {
 	t.Helper()
+	master = redistest.Start(t, "--repl-diskless-sync-delay", "0")
+	replica = redistest.Start(t, "--replicaof", "127.0.0.1", strings.Split(master.Addr(), ":")[1])
+	mc, rc = master.Client(t), replica.Client(t)
 	ctx := context.Background()
 	eventually(t, 10*time.Second, func() bool {
-		info, err := master.Info(ctx, "replication").Result()
+		info, err := mc.Info(ctx, "replication").Result()
 		if err != nil || !strings.Contains(info, "state=online") {
 			return false
 		}
-		master.Set(ctx, "redistest:replication-probe", "1", time.Minute)
-		n, err := master.Wait(ctx, 1, 100*time.Millisecond).Result()
-		return err == nil && n == 1 && replica.Get(ctx, "redistest:replication-probe").Val() == "1"
+		mc.Set(ctx, "redistest:replication-probe", "1", time.Minute)
+		n, err := mc.Wait(ctx, 1, 100*time.Millisecond).Result()
+		return err == nil && n == 1 && rc.Get(ctx, "redistest:replication-probe").Val() == "1"
 	}, "replica online")
+	return master, replica, mc, rc
 }

@@ -17,7 +17,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/redislock/redislock"
-	"github.com/redislock/redislock/internal/faultproxy"
 	"github.com/redislock/redislock/internal/redistest"
 )
 
@@ -82,18 +81,7 @@ func TestMutualExclusion(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for r := 0; r < rounds; r++ {
-				err := l.WithLock(ctx, func(ctx context.Context) error {
-					if inside.Add(1) != 1 {
-						overlaps.Add(1)
-					}
-					defer inside.Add(-1)
-					// A read-modify-write that loses updates unless exclusive.
-					n, err := c.Get(ctx, counter).Int()
-					if err != nil && !errors.Is(err, redis.Nil) {
-						return err
-					}
-					return c.Set(ctx, counter, n+1, 0).Err()
-				})
+				err := l.WithLock(ctx, exclusiveIncrement(c, counter, &inside, &overlaps))
 				if err != nil {
 					errs <- err
 					return
@@ -272,44 +260,18 @@ func TestLossWhenKeyRemoved(t *testing.T) {
 // the lock, that is, before the key expires on the server.
 func TestLossWhenRedisStopsAnswering(t *testing.T) {
 	srv := redistest.Start(t)
-	proxy, err := faultproxy.New(srv.Addr())
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = proxy.Close() })
-	holderClient := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1, ReadTimeout: 100 * time.Millisecond})
-	t.Cleanup(func() { _ = holderClient.Close() })
-	other := srv.Client(t)
+	proxy, holderClient := proxied(t, srv)
 	ctx := context.Background()
 	const ttl = 500 * time.Millisecond
 	name := redistest.Key(t)
 	holder := newLock(t, holderClient, name, redislock.WithTTL(ttl))
-	rival := newLock(t, other, name, redislock.WithTTL(ttl))
+	rival := newLock(t, srv.Client(t), name, redislock.WithTTL(ttl))
 
 	require.NoError(t, holder.Acquire(ctx))
 	proxy.Blackhole()
-	var lostAt atomic.Int64
-	go func() {
-		<-holder.Lost()
-		lostAt.Store(time.Now().UnixNano())
-	}()
-	// Take the lock the moment the server lets go of it.
-	var gotAt time.Time
-	deadline := time.Now().Add(3 * ttl)
-	for time.Now().Before(deadline) {
-		ok, err := rival.TryAcquire(ctx)
-		require.NoError(t, err)
-		if ok {
-			gotAt = time.Now()
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
-	require.False(t, gotAt.IsZero(), "rival never acquired")
-	eventually(t, time.Second, func() bool { return lostAt.Load() != 0 }, "holder never told")
-	assert.Less(t, lostAt.Load(), gotAt.UnixNano(), "holder was told of the loss after the rival acquired")
-	assert.False(t, holder.Held())
-	require.NoError(t, rival.Release(ctx))
+	toldBeforeRival(t, holder, rival, 3*ttl)
 	proxy.Heal()
-	err = holder.Release(ctx)
+	err := holder.Release(ctx)
 	assert.ErrorIs(t, err, redislock.ErrNotHeld)
 	assert.ErrorIs(t, err, redislock.ErrLockLost)
 }
@@ -477,11 +439,7 @@ func TestCorruptCount(t *testing.T) {
 // that extended and is then cut off is still told before the key expires.
 func TestExtendThenCutOffIsToldBeforeExpiry(t *testing.T) {
 	srv := redistest.Start(t)
-	proxy, err := faultproxy.New(srv.Addr())
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = proxy.Close() })
-	hc := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1, ReadTimeout: 100 * time.Millisecond})
-	t.Cleanup(func() { _ = hc.Close() })
+	proxy, hc := proxied(t, srv)
 	other := srv.Client(t)
 	ctx := context.Background()
 	name := redistest.Key(t)
@@ -493,23 +451,7 @@ func TestExtendThenCutOffIsToldBeforeExpiry(t *testing.T) {
 	time.Sleep(250 * time.Millisecond) // heartbeat renewals with the 300 ms TTL
 	assert.Greater(t, other.PTTL(ctx, holder.Key()).Val(), time.Second, "a renewal shortened the extended lease")
 	proxy.Blackhole()
-	var lostAt atomic.Int64
-	go func() {
-		<-holder.Lost()
-		lostAt.Store(time.Now().UnixNano())
-	}()
-	var gotAt time.Time
-	for end := time.Now().Add(3 * time.Second); time.Now().Before(end) && gotAt.IsZero(); time.Sleep(time.Millisecond) {
-		ok, err := rival.TryAcquire(ctx)
-		require.NoError(t, err)
-		if ok {
-			gotAt = time.Now()
-		}
-	}
-	require.False(t, gotAt.IsZero(), "rival never acquired")
-	eventually(t, time.Second, func() bool { return lostAt.Load() != 0 }, "holder never told")
-	assert.Less(t, lostAt.Load(), gotAt.UnixNano(), "two holders: the rival got in before the holder was told")
-	require.NoError(t, rival.Release(ctx))
+	toldBeforeRival(t, holder, rival, 3*time.Second)
 	proxy.Heal()
 }
 
@@ -517,11 +459,7 @@ func TestExtendThenCutOffIsToldBeforeExpiry(t *testing.T) {
 // retry finds the key gone, and that is not a loss.
 func TestRetriedReleaseIsNotALoss(t *testing.T) {
 	srv := redistest.Start(t)
-	proxy, err := faultproxy.New(srv.Addr())
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = proxy.Close() })
-	hc := redis.NewClient(&redis.Options{Addr: proxy.Addr(), ReadTimeout: time.Second, MaxRetries: 3})
-	t.Cleanup(func() { _ = hc.Close() })
+	proxy, hc := proxied(t, srv, func(o *redis.Options) { o.ReadTimeout, o.MaxRetries = time.Second, 3 })
 	ctx := context.Background()
 	l := newLock(t, hc, redistest.Key(t), redislock.WithoutHeartbeat())
 	require.NoError(t, l.Acquire(ctx)) // loads the scripts: the release below is one EVALSHA
@@ -539,7 +477,7 @@ func TestRetriedReleaseIsNotALoss(t *testing.T) {
 		proxy.SetLatency(0)
 		proxy.Heal()
 	}()
-	err = l.Release(ctx)
+	err := l.Release(ctx)
 	wg.Wait()
 	require.NoError(t, err)
 	assert.False(t, l.Held())
