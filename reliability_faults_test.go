@@ -174,31 +174,45 @@ func TestReliabilityPartitionedHolder(t *testing.T) {
 	summarize(t, "2 holder partitioned", trials, time.Since(start), "ttls="+durs(ttls))
 }
 
-func partitionTrial(tr *trial, addr string, rivalClient *redis.Client, name string, rng *rand.Rand) {
+// proxiedHold sets up a trial: a holder that reaches the server at addr
+// through a fault proxy and holds name with the trial's TTL, and a rival on
+// rivalClient. The holder's client has default options: loss detection must
+// not depend on timeouts. On failure it records it in tr and returns ok
+// false; otherwise the caller runs cleanup when done.
+func proxiedHold(tr *trial, addr string, rivalClient *redis.Client, name string) (proxy *faultproxy.Proxy, h *heldLock, rival *redislock.Lock, cleanup func(), ok bool) {
 	proxy, err := faultproxy.New(addr)
 	if err != nil {
 		tr.fail("proxy: %v", err)
-		return
+		return nil, nil, nil, nil, false
 	}
-	defer proxy.Close()
-	// Default client options: loss detection must not depend on timeouts.
 	hc := redis.NewClient(&redis.Options{Addr: proxy.Addr()})
-	defer hc.Close()
+	cleanup = func() {
+		_ = hc.Close()
+		_ = proxy.Close()
+	}
 	holder, err := redislock.New(hc, name, redislock.WithTTL(tr.ttl))
+	if err == nil {
+		rival, err = redislock.New(rivalClient, name, redislock.WithTTL(tr.ttl))
+	}
 	if err != nil {
 		tr.fail("New: %v", err)
-		return
+		cleanup()
+		return nil, nil, nil, nil, false
 	}
-	rival, err := redislock.New(rivalClient, name, redislock.WithTTL(tr.ttl))
-	if err != nil {
-		tr.fail("New: %v", err)
-		return
-	}
-	h, err := holdLock(holder, 10*time.Second)
-	if err != nil {
+	if h, err = holdLock(holder, 10*time.Second); err != nil {
 		tr.fail("holder: %v", err)
+		cleanup()
+		return nil, nil, nil, nil, false
+	}
+	return proxy, h, rival, cleanup, true
+}
+
+func partitionTrial(tr *trial, addr string, rivalClient *redis.Client, name string, rng *rand.Rand) {
+	proxy, h, rival, cleanup, ok := proxiedHold(tr, addr, rivalClient, name)
+	if !ok {
 		return
 	}
+	defer cleanup()
 	// Cut at any phase of the heartbeat.
 	time.Sleep(time.Duration(rng.Int64N(int64(tr.ttl / 3))))
 	tr.faultAt = history.Now()
@@ -725,30 +739,11 @@ func TestReliabilityLatency(t *testing.T) {
 			trials[i] = &trial{ttl: c.ttl}
 			wg.Go(func() {
 				tr := trials[i]
-				proxy, err := faultproxy.New(srv.Addr())
-				if err != nil {
-					tr.fail("proxy: %v", err)
+				proxy, h, rival, cleanup, ok := proxiedHold(tr, srv.Addr(), rivalClient, redistest.Key(t))
+				if !ok {
 					return
 				}
-				defer proxy.Close()
-				hc := redis.NewClient(&redis.Options{Addr: proxy.Addr()})
-				defer hc.Close()
-				name := redistest.Key(t)
-				holder, err := redislock.New(hc, name, redislock.WithTTL(c.ttl))
-				if err != nil {
-					tr.fail("New: %v", err)
-					return
-				}
-				rival, err := redislock.New(rivalClient, name, redislock.WithTTL(c.ttl))
-				if err != nil {
-					tr.fail("New: %v", err)
-					return
-				}
-				h, err := holdLock(holder, 10*time.Second)
-				if err != nil {
-					tr.fail("holder: %v", err)
-					return
-				}
+				defer cleanup()
 				tr.faultAt = history.Now()
 				proxy.SetLatency(c.rtt / 2)
 				rivalTakes(tr, rival, h, 3*c.ttl+10*time.Second)
