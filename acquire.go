@@ -37,7 +37,7 @@ func (l *Lock) Acquire(ctx context.Context) error {
 	// then queue behind them.
 	if l.holding() || !queued(l.client, l.channel) {
 		ok, _, err := l.attempt(ctx)
-		if ok || (err != nil && !errors.Is(err, errTooLate)) {
+		if ok || (err != nil && !retryable(err)) {
 			return err
 		}
 	}
@@ -67,6 +67,13 @@ func (l *Lock) TryAcquire(ctx context.Context) (bool, error) {
 // to be of use: the answer came after the lease it granted had run out.
 // Acquire tries again; TryAcquire reports it.
 var errTooLate = fmt.Errorf("%w: granted too late", ErrNotAcquired)
+
+// retryable reports whether Acquire should try again after an attempt that
+// failed with err: a grant that came too late, or a cluster node that
+// redirected the request while a slot moves.
+func retryable(err error) bool {
+	return errors.Is(err, errTooLate) || isRedirect(err)
+}
 
 // attempt sends one acquire request. It reports whether this Lock holds the
 // lock afterwards and, if not, the other holder's remaining lease.

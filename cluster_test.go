@@ -70,8 +70,7 @@ func TestCluster(t *testing.T) {
 		got := make(chan error, 1)
 		go func() { got <- waiter.Acquire(ctx) }()
 		eventually(t, 5*time.Second, func() bool {
-			chans, err := redis.NewClient(&redis.Options{Addr: master}).PubSubShardChannels(ctx, "redislock:*").Result()
-			return err == nil && len(chans) == 1
+			return shardChannels(t, master) == 1
 		}, "waiter subscribed on the key's shard")
 		time.Sleep(20 * time.Millisecond) // let its attempt fail and its 10 s sleep begin
 		require.NoError(t, holder.Release(ctx))
@@ -89,7 +88,11 @@ func TestCluster(t *testing.T) {
 
 	t.Run("reshard while held and waited for", func(t *testing.T) {
 		c := cl.Client(t)
-		holder := newLock(t, c, "reshard", redislock.WithTTL(time.Second))
+		// A TTL of 2 s keeps the heartbeat renewing across the move; the
+		// waiter's 10 s poll interval, and the holder's lease far beyond the
+		// release, leave only the sharded message, resubscribed on the new
+		// master, to wake it quickly.
+		holder := newLock(t, c, "reshard", redislock.WithTTL(2*time.Second))
 		waiter := newLock(t, cl.Client(t), "reshard", redislock.WithRetryBackoff(10*time.Second, 10*time.Second))
 		require.NoError(t, holder.Acquire(ctx))
 		token := holder.Token()
@@ -117,7 +120,7 @@ func TestCluster(t *testing.T) {
 		cl.MoveSlot(t, int(slot), dst)
 		require.Equal(t, dst, cl.MasterForKey(t, holder.Key()))
 
-		// Renewals follow the slot: the hold outlives several TTLs.
+		// Renewals follow the slot: the hold outlives its TTL.
 		time.Sleep(2500 * time.Millisecond)
 		assert.True(t, holder.Held(), "the hold did not survive the reshard")
 		select {
@@ -125,11 +128,17 @@ func TestCluster(t *testing.T) {
 			t.Fatalf("waiter acquired while the holder held: %v", err)
 		default:
 		}
+		eventually(t, 5*time.Second, func() bool {
+			return shardChannels(t, dst) == 1
+		}, "waiter subscribed again on the new master")
 		require.NoError(t, holder.Release(ctx))
+		released := time.Now()
 		select {
 		case err := <-got:
 			require.NoError(t, err)
-		case <-time.After(5 * time.Second):
+			t.Logf("release to acquire after the reshard: %v", time.Since(released))
+			assert.Less(t, time.Since(released), time.Second, "only the resubscribed message can explain this")
+		case <-time.After(15 * time.Second):
 			t.Fatal("waiter not woken after the reshard")
 		}
 		assert.Greater(t, waiter.Token(), token, "tokens increase across the reshard")
@@ -220,4 +229,16 @@ func TestCluster(t *testing.T) {
 			_ = tc.holder.Release(ctx)
 		}
 	})
+}
+
+// shardChannels returns how many of this library's shard channels the node
+// at addr has subscribers for, or -1 if it cannot tell.
+func shardChannels(t *testing.T, addr string) int {
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	chans, err := c.PubSubShardChannels(context.Background(), "redislock:*").Result()
+	if err != nil {
+		return -1
+	}
+	return len(chans)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -216,20 +217,29 @@ func (s *heartbeat) renew(due []*hold) []renewResult {
 		}
 		groups[node] = append(groups[node], i)
 	}
+	// One master's WAIT must not hold up the others: renew them at once.
+	var wg sync.WaitGroup
+	var redirected atomic.Bool
 	for node, idx := range groups {
-		holds := make([]*hold, len(idx))
-		for k, i := range idx {
-			holds[k] = due[i]
-		}
-		part := make([]renewResult, len(idx))
-		if s.renewOn(ctx, node, holds, part) {
-			// A slot moved or a replica was promoted: the failed renewals
-			// are retried soon, after go-redis has reloaded the slot map.
-			cc.ReloadState(ctx)
-		}
-		for k, i := range idx {
-			results[i] = part[k]
-		}
+		wg.Go(func() {
+			holds := make([]*hold, len(idx))
+			for k, i := range idx {
+				holds[k] = due[i]
+			}
+			part := make([]renewResult, len(idx))
+			if s.renewOn(ctx, node, holds, part) {
+				redirected.Store(true)
+			}
+			for k, i := range idx {
+				results[i] = part[k] // each goroutine writes its own indexes
+			}
+		})
+	}
+	wg.Wait()
+	if redirected.Load() {
+		// A slot moved or a replica was promoted: the failed renewals are
+		// retried soon, after go-redis has reloaded the slot map.
+		cc.ReloadState(ctx)
 	}
 	return results
 }
@@ -245,7 +255,10 @@ func (s *heartbeat) renewOn(ctx context.Context, c redis.UniversalClient, holds 
 	}
 	var cmds []*redis.Cmd
 	var wait *redis.Cmd
-	for loaded := false; ; loaded = true {
+	// EVALSHA first; if a server lacks the script, the same pipeline again
+	// with EVAL, which also loads it there (SCRIPT LOAD on a cluster client
+	// would need every node up).
+	for withSource := false; ; withSource = true {
 		pipe := c.Pipeline()
 		cmds = cmds[:0]
 		for lo := 0; lo < len(holds); lo += s.batch {
@@ -256,16 +269,17 @@ func (s *heartbeat) renewOn(ctx context.Context, c redis.UniversalClient, holds 
 				keys[i] = h.lock.key
 				args = append(args, h.lock.owner, h.lock.ttlMs)
 			}
-			cmds = append(cmds, extendScript.EvalSha(ctx, pipe, keys, args...))
+			if withSource {
+				cmds = append(cmds, extendScript.Eval(ctx, pipe, keys, args...))
+			} else {
+				cmds = append(cmds, extendScript.EvalSha(ctx, pipe, keys, args...))
+			}
 		}
 		if minReplicas > 0 {
 			wait = pipe.Do(ctx, "wait", minReplicas, waitTimeout.Milliseconds())
 		}
 		_, err := pipe.Exec(ctx)
-		if err == nil || loaded || !isNoScript(err) {
-			break
-		}
-		if extendScript.Load(ctx, c).Err() != nil {
+		if err == nil || withSource || !isNoScript(err) {
 			break
 		}
 	}

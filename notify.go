@@ -267,7 +267,9 @@ func (n *notifier) read(sc *subConn) {
 
 // moved handles a shard channel that the server unsubscribed, as Redis
 // does when the channel's slot moves to another shard: the head tries at
-// once, and the channel is subscribed again where its slot now lives. An
+// once, and the channel is subscribed again where its slot now lives, once
+// go-redis's slot map says so (it reloads in the background; moved waits for
+// that, bounded by movedWait, or leaves the waiters to poll). An
 // unsubscription the notifier asked for finds no queue on sc and is ignored.
 func (n *notifier) moved(sc *subConn, channel string) {
 	n.mu.Lock()
@@ -283,19 +285,38 @@ func (n *notifier) moved(sc *subConn, channel string) {
 	}
 	n.mu.Unlock()
 
-	if cc, ok := n.client.(*redis.ClusterClient); ok {
-		cc.ReloadState(context.Background())
+	cc, ok := n.client.(*redis.ClusterClient)
+	if !ok {
+		return
 	}
-	node, err := shardOf(n.client, channel)
-	if err != nil {
-		return // the waiters poll
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if q := n.queues[channel]; q != nil && q.conn == nil {
-		n.subscribeLocked(q, node)
+	cc.ReloadState(context.Background())
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(movedWait)
+	for {
+		node, err := shardOf(n.client, channel)
+		if err == nil && node.addr != sc.addr {
+			n.mu.Lock()
+			if q := n.queues[channel]; q != nil && q.conn == nil {
+				n.subscribeLocked(q, node)
+			}
+			n.mu.Unlock()
+			return
+		}
+		if time.Now().After(deadline) {
+			return // the waiters poll until the next one joins
+		}
+		select {
+		case <-sc.stop:
+			return
+		case <-tick.C:
+		}
 	}
 }
+
+// movedWait bounds how long a reader waits for the slot map to follow a
+// moved channel; messages for its other channels wait as long.
+const movedWait = time.Second
 
 // released wakes the head waiter of channel.
 func (n *notifier) released(channel string) {

@@ -73,7 +73,7 @@ func (l *Lock) sendRelease(ctx context.Context, final bool) (int64, error) {
 	if final {
 		cmd = l.releaseLast
 	}
-	n, err := evalsha(detach(ctx, DefaultReleaseTimeout), l.client, releaseScript, cmd).Int64()
+	n, err := evalsha(detach(ctx, DefaultReleaseTimeout), l.client, releaseScript, l.withFence, cmd).Int64()
 	if err != nil {
 		return 0, l.wrapRedisErr("release", err)
 	}

@@ -28,7 +28,7 @@ func (l *Lock) runAcquire(ctx context.Context, reentry bool) (grant, error) {
 	if l.opts.minReplicas > 0 && !reentry {
 		v, g.replicas, err = l.evalReplicated(ctx, acquireScript, l.withFence, cmd[3+len(l.withFence):])
 	} else {
-		v, err = evalsha(ctx, l.client, acquireScript, cmd).Result()
+		v, err = evalsha(ctx, l.client, acquireScript, l.withFence, cmd).Result()
 	}
 	if err != nil {
 		return g, l.wrapRedisErr("acquire", err)
@@ -55,14 +55,15 @@ func evalshaCmd(s *redis.Script, keys []string, args ...any) []any {
 	return append(cmd, args...)
 }
 
-// evalsha sends cmd, built by evalshaCmd for s, and if the server does not
-// have s, loads it and sends cmd once more. Unlike Script.Run, it sends a
-// command built once per Lock, so that a request allocates only inside
-// go-redis; go-redis only reads the slice.
-func evalsha(ctx context.Context, c redis.UniversalClient, s *redis.Script, cmd []any) *redis.Cmd {
+// evalsha sends cmd, built by evalshaCmd for s on keys, and if the server
+// does not have s, runs s with EVAL, which also loads it there. Unlike
+// Script.Run, it sends a command built once per Lock, so that a request
+// allocates only inside go-redis. go-redis only reads the slice, but a
+// client hook that keeps cmd.Args() sees it change later.
+func evalsha(ctx context.Context, c redis.UniversalClient, s *redis.Script, keys []string, cmd []any) *redis.Cmd {
 	r := c.Do(ctx, cmd...)
-	if err := r.Err(); err != nil && isNoScript(err) && s.Load(ctx, c).Err() == nil {
-		r = c.Do(ctx, cmd...)
+	if err := r.Err(); err != nil && isNoScript(err) {
+		r = s.Eval(ctx, c, keys, cmd[3+len(keys):]...)
 	}
 	return r
 }
@@ -76,20 +77,22 @@ func (l *Lock) evalReplicated(ctx context.Context, s *redis.Script, keys []strin
 	if err != nil {
 		return nil, 0, err
 	}
-	for loaded := false; ; loaded = true {
+	for withSource := false; ; withSource = true {
 		pipe := node.Pipeline()
-		cmd := s.EvalSha(ctx, pipe, keys, args...)
+		var cmd *redis.Cmd
+		if withSource {
+			cmd = s.Eval(ctx, pipe, keys, args...)
+		} else {
+			cmd = s.EvalSha(ctx, pipe, keys, args...)
+		}
 		wait := pipe.Do(ctx, "wait", l.opts.minReplicas, l.opts.replicaTimeout.Milliseconds())
 		_, _ = pipe.Exec(ctx)
 		if err := cmd.Err(); err != nil {
-			if !loaded && isNoScript(err) {
-				if err := s.Load(ctx, node).Err(); err != nil {
-					return nil, 0, err
-				}
+			if !withSource && isNoScript(err) {
 				continue
 			}
 			if cc, ok := l.client.(*redis.ClusterClient); ok && isRedirect(err) {
-				cc.ReloadState(ctx) // for the next request
+				cc.ReloadState(ctx) // for the next attempt, which Acquire makes
 			}
 			return nil, 0, err
 		}

@@ -91,7 +91,11 @@ return 0
 // count drop below 1, so a request retried by the client cannot release too
 // much or too little; a stored count that is not a positive integer is
 // reset to 1. A last release records the hold's token in the fence, so
-// that the client retrying it after a lost reply gets 0, not -1.
+// that the client retrying it after a lost reply gets 0, not -1 — unless
+// another hold of the name was released in between (the record keeps one
+// token), which makes the retry report a loss that did not happen. The
+// releases that give back an unwanted grant ignore the reply, so the token
+// they pass (the previous hold's) does not matter.
 var releaseScript = newScript(`
 local owner = redis.pcall('hget', KEYS[1], 'owner')
 if owner ~= ARGV[1] then

@@ -42,10 +42,16 @@ func (l *Lock) wait(ctx context.Context) error {
 			acquired = true
 			return nil
 		}
-		if err != nil && !errors.Is(err, errTooLate) {
+		if err != nil && !retryable(err) {
 			return err
 		}
-		if err := b.sleep(ctx, b.next(pttl), w.wake); err != nil {
+		wake := w.wake
+		if errors.Is(err, errTooLate) {
+			// Giving the grant back announces a release, which would wake
+			// this waiter at once: back off in full instead.
+			wake = nil
+		}
+		if err := b.sleep(ctx, b.next(pttl), wake); err != nil {
 			return errors.Join(ErrNotAcquired, err)
 		}
 	}
