@@ -16,6 +16,7 @@ import (
 
 	"github.com/redislock/redislock"
 	"github.com/redislock/redislock/internal/history"
+	"github.com/redislock/redislock/internal/redisproc"
 	"github.com/redislock/redislock/internal/redistest"
 )
 
@@ -105,7 +106,7 @@ func accountFor(t *testing.T, srv *redistest.Server) {
 		var err error
 		for time.Now().Before(deadline) {
 			// A restarted server has a new process-waiter goroutine.
-			if err = goleak.Find(ignore, goleak.IgnoreAnyFunction("github.com/redislock/redislock/internal/redistest.start.func1")); err == nil {
+			if err = goleak.Find(ignore, goleak.IgnoreAnyFunction(redisproc.WaiterFunction)); err == nil {
 				break
 			}
 		}

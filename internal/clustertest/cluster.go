@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/redislock/redislock/internal/redisproc"
 )
 
 // nodeTimeout is --cluster-node-timeout in milliseconds: how long a node may
@@ -42,7 +44,7 @@ func StartCluster(tb testing.TB, masters, replicasPer int) *Cluster {
 	if masters < 3 || replicasPer < 0 {
 		tb.Fatalf("clustertest: StartCluster(%d, %d): need masters >= 3 and replicasPer >= 0", masters, replicasPer)
 	}
-	requireBinaries(tb, "redis-server", "redis-cli")
+	redisproc.RequireBinaries(tb, "install Redis", "redis-server", "redis-cli")
 	root := tb.TempDir()
 	c := &Cluster{}
 	tb.Cleanup(func() { stopAll(c.nodes) }) // registered after TempDir, so it runs before the removal

@@ -2,8 +2,6 @@ package clustertest_test
 
 import (
 	"fmt"
-	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -14,19 +12,11 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/redislock/redislock/internal/clustertest"
+	"github.com/redislock/redislock/internal/faketb"
 	"github.com/redislock/redislock/internal/redistest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // direct returns a plain client of addr, closed by t.Cleanup.
 func direct(t *testing.T, addr string) *redis.Client {
@@ -269,58 +259,18 @@ func TestSentinelKillMaster(t *testing.T) {
 	assert.Equal(t, "after", got)
 }
 
-// fakeTB records Fatal and Skip instead of reporting them. Everything else
-// goes to the embedded real test.
-type fakeTB struct {
-	testing.TB
-	failed, skipped bool
-	msg             string
-}
-
-func (f *fakeTB) Helper() {}
-func (f *fakeTB) Fatal(args ...any) {
-	f.failed, f.msg = true, fmt.Sprint(args...)
-	runtime.Goexit()
-}
-func (f *fakeTB) Fatalf(format string, args ...any) { f.Fatal(fmt.Sprintf(format, args...)) }
-func (f *fakeTB) Skip(args ...any) {
-	f.skipped, f.msg = true, fmt.Sprint(args...)
-	runtime.Goexit()
-}
-func (f *fakeTB) Skipf(format string, args ...any) { f.Skip(fmt.Sprintf(format, args...)) }
-
-// runFake runs fn with a fakeTB on a goroutine and waits for it to return
-// or exit through Fatal or Skip.
-func runFake(t *testing.T, fn func(testing.TB)) *fakeTB {
-	f := &fakeTB{TB: t}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		fn(f)
-	}()
-	<-done
-	return f
-}
-
+// TestMissingBinaries checks that StartCluster and StartSentinel go
+// through redisproc.RequireBinaries, whose tests cover skipping and failing.
 func TestMissingBinaries(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
-	for _, tc := range []struct {
-		name string
-		fn   func(testing.TB)
-	}{
-		{"StartCluster", func(tb testing.TB) { clustertest.StartCluster(tb, 3, 0) }},
-		{"StartSentinel", func(tb testing.TB) { clustertest.StartSentinel(tb, 0, 1) }},
+	t.Setenv(redistest.EnvRequire, "1")
+	for name, fn := range map[string]func(testing.TB){
+		"StartCluster":  func(tb testing.TB) { clustertest.StartCluster(tb, 3, 0) },
+		"StartSentinel": func(tb testing.TB) { clustertest.StartSentinel(tb, 0, 1) },
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv(redistest.EnvRequire, "")
-			f := runFake(t, tc.fn)
-			assert.True(t, f.skipped, "must skip without redis-server")
-			assert.Contains(t, f.msg, "redis-server")
-
-			t.Setenv(redistest.EnvRequire, "1")
-			f = runFake(t, tc.fn)
-			assert.True(t, f.failed, "must fail without redis-server when %s=1", redistest.EnvRequire)
-			assert.Contains(t, f.msg, "not found in PATH")
-		})
+		f := faketb.Run(t, fn)
+		assert.True(t, f.Failed, "%s must fail without redis-server when %s=1", name, redistest.EnvRequire)
+		assert.Contains(t, f.Msg, "redis-server", name)
+		assert.Contains(t, f.Msg, "not found in PATH", name)
 	}
 }

@@ -3,13 +3,13 @@ package clustertest
 import (
 	"fmt"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/redislock/redislock/internal/redisproc"
 )
 
 // node is one redis-server process of a Cluster or a Sentinel setup.
@@ -19,37 +19,28 @@ type node struct {
 	admin *redis.Client // the harness's own client; closed by stop
 
 	mu   sync.Mutex
-	proc *process // nil once killed
+	proc *redisproc.Process // nil once killed
 }
 
 // startNode starts a redis-server in its own directory dir, with the given
-// arguments after the common ones. bus makes it pick a port whose cluster
-// bus port is free too. It blocks until the server answers.
+// arguments after the common ones of [redisproc.ServerArgs]. bus makes it
+// pick a port whose cluster bus port is free too. It blocks until the
+// server answers.
 func startNode(dir string, bus bool, extra ...string) (*node, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	p, err := startFreePort(dir, bus, func(port int) (string, []string, error) {
-		args := append([]string{
-			"--port", strconv.Itoa(port),
-			"--bind", "127.0.0.1",
-			"--protected-mode", "no",
-			"--daemonize", "no",
-			"--save", "",
-			"--appendonly", "no",
-			"--dir", dir,
-			"--logfile", filepath.Join(dir, "redis.log"),
-			"--enable-debug-command", "yes",
+		args := append(redisproc.ServerArgs(dir, port),
 			// A replica's first sync would otherwise wait 5 s for more
 			// replicas to share the transfer.
-			"--repl-diskless-sync-delay", "0",
-		}, extra...)
-		return "redis-server", args, nil
+			"--repl-diskless-sync-delay", "0")
+		return "redis-server", append(args, extra...), nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &node{addr: p.addr, admin: adminClient(p.addr), proc: p}, nil
+	return &node{addr: p.Addr(), admin: adminClient(p.Addr()), proc: p}, nil
 }
 
 // adminClient returns a client for the harness's own commands: no retries,
@@ -78,7 +69,7 @@ func (n *node) kill() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.proc != nil {
-		n.proc.kill()
+		n.proc.Kill()
 		n.proc = nil
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/redislock/redislock/internal/redisproc"
 )
 
 // MasterName is the name under which the sentinels of a [Sentinel] monitor
@@ -46,7 +48,7 @@ type Sentinel struct {
 
 type sentinelProc struct {
 	addr   string
-	proc   *process
+	proc   *redisproc.Process
 	client *redis.SentinelClient // the harness's own
 }
 
@@ -64,7 +66,7 @@ func StartSentinel(tb testing.TB, replicas, sentinels int) *Sentinel {
 	if replicas < 0 || sentinels < 1 {
 		tb.Fatalf("clustertest: StartSentinel(%d, %d): need replicas >= 0 and sentinels >= 1", replicas, sentinels)
 	}
-	requireBinaries(tb, "redis-server")
+	redisproc.RequireBinaries(tb, "install Redis", "redis-server")
 	root := tb.TempDir()
 	s := &Sentinel{}
 	tb.Cleanup(s.stop) // registered after TempDir, so it runs before the removal
@@ -141,7 +143,7 @@ sentinel monitor %s %s %s %d
 sentinel down-after-milliseconds %[4]s %[8]d
 sentinel failover-timeout %[4]s %[9]d
 sentinel parallel-syncs %[4]s 1
-`, listen, dir, filepath.Join(dir, "redis.log"), MasterName, host, port, quorum, downAfter, failoverTimeout)
+`, listen, dir, filepath.Join(dir, redisproc.LogFile), MasterName, host, port, quorum, downAfter, failoverTimeout)
 		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 			return "", nil, err
 		}
@@ -151,9 +153,9 @@ sentinel parallel-syncs %[4]s 1
 		return nil, err
 	}
 	return &sentinelProc{
-		addr:   p.addr,
+		addr:   p.Addr(),
 		proc:   p,
-		client: redis.NewSentinelClient(&redis.Options{Addr: p.addr, MaxRetries: -1, ReadTimeout: cmdTimeout, DisableIdentity: true}),
+		client: redis.NewSentinelClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, ReadTimeout: cmdTimeout, DisableIdentity: true}),
 	}, nil
 }
 
@@ -189,7 +191,7 @@ func (sp *sentinelProc) sees(masterAddr string, replicas, others int) error {
 
 func (s *Sentinel) stop() {
 	for _, sp := range s.sentinels {
-		sp.proc.kill()
+		sp.proc.Kill()
 		_ = sp.client.Close()
 	}
 	stopAll(s.nodes)

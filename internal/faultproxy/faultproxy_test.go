@@ -3,10 +3,8 @@ package faultproxy_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -21,16 +19,13 @@ import (
 	"github.com/redislock/redislock/internal/redistest"
 )
 
-func TestMain(m *testing.M) {
-	code := redistest.Main(m)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(sharedServerM{m}) }
+
+// sharedServerM runs the tests through redistest.Main, which stops the
+// shared server before goleak looks for goroutines left running.
+type sharedServerM struct{ m *testing.M }
+
+func (s sharedServerM) Run() int { return redistest.Main(s.m) }
 
 func newProxy(t *testing.T, target string) *faultproxy.Proxy {
 	t.Helper()

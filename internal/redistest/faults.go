@@ -11,7 +11,7 @@ import (
 )
 
 // adminTimeout bounds an administrative command of the helpers below.
-const adminTimeout = startTimeout
+const adminTimeout = 10 * time.Second
 
 // Do sends one command on a connection of its own, which it then closes,
 // and fails tb if the command fails. It is for administration: FLUSHALL,

@@ -11,7 +11,6 @@
 package redistest
 
 import (
-	"fmt"
 	"os"
 	"strconv"
 	"sync"
@@ -19,6 +18,8 @@ import (
 	"testing"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/redislock/redislock/internal/redisproc"
 )
 
 // Environment variables read by this package.
@@ -29,7 +30,7 @@ const (
 
 	// EnvRequire, when set to a true value ("1", "true"), turns the skip for
 	// a missing redis-server binary into a test failure.
-	EnvRequire = "REDISLOCK_REQUIRE_REDIS"
+	EnvRequire = "REDISLOCK_REQUIRE_REDIS" // the same as redisproc.EnvRequire
 )
 
 var (
@@ -42,7 +43,7 @@ var (
 		err  error  // set by once
 
 		mu  sync.Mutex // guards srv and dir
-		srv *process
+		srv *redisproc.Process
 		dir string
 	}
 )
@@ -68,7 +69,7 @@ func Addr(tb testing.TB) string {
 	if addr := os.Getenv(EnvAddr); addr != "" {
 		return addr
 	}
-	requireBinary(tb, "install Redis or set "+EnvAddr+" to a Redis server's address")
+	redisproc.RequireBinaries(tb, "install Redis or set "+EnvAddr+" to a Redis server's address", "redis-server")
 	if !mainRunning.Load() {
 		tb.Fatalf("redistest: starting the shared redis-server needs TestMain to call redistest.Main (or set %s)", EnvAddr)
 	}
@@ -108,7 +109,7 @@ func startShared() {
 		shared.err = err
 		return
 	}
-	p, err := startFreePort(dir, nil)
+	p, err := start(dir, 0, nil)
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
 	if err != nil {
@@ -116,28 +117,15 @@ func startShared() {
 		_ = os.RemoveAll(dir)
 		return
 	}
-	shared.srv, shared.dir, shared.addr = p, dir, p.addr
+	shared.srv, shared.dir, shared.addr = p, dir, p.Addr()
 }
 
 func stopShared() {
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
 	if shared.srv != nil {
-		shared.srv.kill()
+		shared.srv.Kill()
 		_ = os.RemoveAll(shared.dir)
 		shared.srv = nil
 	}
-}
-
-// requireBinary skips or fails tb if redis-server is not in PATH.
-func requireBinary(tb testing.TB, hint string) {
-	tb.Helper()
-	if _, err := lookPath(); err == nil {
-		return
-	}
-	msg := fmt.Sprintf("redis-server not found in PATH; %s (%s=1 makes this a failure)", hint, EnvRequire)
-	if required, _ := strconv.ParseBool(os.Getenv(EnvRequire)); required {
-		tb.Fatal(msg)
-	}
-	tb.Skip(msg)
 }

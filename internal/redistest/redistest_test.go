@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -17,19 +16,18 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/redislock/redislock/internal/faketb"
+	"github.com/redislock/redislock/internal/redisproc"
 	"github.com/redislock/redislock/internal/redistest"
 )
 
-func TestMain(m *testing.M) {
-	code := redistest.Main(m)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(sharedServerM{m}) }
+
+// sharedServerM runs the tests through redistest.Main, which stops the
+// shared server before goleak looks for goroutines left running.
+type sharedServerM struct{ m *testing.M }
+
+func (s sharedServerM) Run() int { return redistest.Main(s.m) }
 
 // noRetry makes a client fail fast: no retries, and ctx deadlines bound reads.
 func noRetry(o *redis.Options) {
@@ -183,67 +181,36 @@ func TestCleanupKillsPausedServer(t *testing.T) {
 	})
 }
 
-// fakeTB records Fatal and Skip instead of reporting them. Everything
-// else goes to the embedded real test.
-type fakeTB struct {
-	testing.TB
-	failed, skipped bool
-	msg             string
-}
-
-func (f *fakeTB) Helper() {}
-func (f *fakeTB) Fatal(args ...any) {
-	f.failed, f.msg = true, fmt.Sprint(args...)
-	runtime.Goexit()
-}
-func (f *fakeTB) Fatalf(format string, args ...any) { f.Fatal(fmt.Sprintf(format, args...)) }
-func (f *fakeTB) Skip(args ...any) {
-	f.skipped, f.msg = true, fmt.Sprint(args...)
-	runtime.Goexit()
-}
-func (f *fakeTB) Skipf(format string, args ...any) { f.Skip(fmt.Sprintf(format, args...)) }
-
-// runFake runs fn with a fakeTB on a goroutine and waits for it to return
-// or exit through Fatal or Skip.
-func runFake(t *testing.T, fn func(testing.TB)) *fakeTB {
-	f := &fakeTB{TB: t}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		fn(f)
-	}()
-	<-done
-	return f
+// TestWaiterGoroutineName checks the name by which leak checks (accountFor
+// in the root package's reliability_test.go) tell a server's waiter
+// goroutine. Not parallel: goleak must see no other test's goroutines.
+func TestWaiterGoroutineName(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	s := redistest.Start(t)
+	s.Restart(t)
+	require.Error(t, goleak.Find(ignore), "the server's waiter goroutine must be running")
+	assert.NoError(t, goleak.Find(ignore, goleak.IgnoreAnyFunction(redisproc.WaiterFunction)))
 }
 
 func TestStartFailureReportsLog(t *testing.T) {
 	t.Parallel()
-	f := runFake(t, func(tb testing.TB) { redistest.Start(tb, "--no-such-directive", "x") })
-	require.True(t, f.failed, "Start with a bad directive must fail the test")
-	assert.Contains(t, f.msg, "no-such-directive", "the failure must include the server's output")
+	f := faketb.Run(t, func(tb testing.TB) { redistest.Start(tb, "--no-such-directive", "x") })
+	require.True(t, f.Failed, "Start with a bad directive must fail the test")
+	assert.Contains(t, f.Msg, "no-such-directive", "the failure must include the server's output")
 }
 
+// TestMissingBinary checks that Start and Addr go through
+// redisproc.RequireBinaries, whose tests cover skipping and failing.
 func TestMissingBinary(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
 	t.Setenv(redistest.EnvAddr, "")
-
-	for _, tc := range []struct {
-		name string
-		fn   func(testing.TB)
-	}{
-		{"Start", func(tb testing.TB) { redistest.Start(tb) }},
-		{"Addr", func(tb testing.TB) { redistest.Addr(tb) }},
+	t.Setenv(redistest.EnvRequire, "1")
+	for name, fn := range map[string]func(testing.TB){
+		"Start": func(tb testing.TB) { redistest.Start(tb) },
+		"Addr":  func(tb testing.TB) { redistest.Addr(tb) },
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv(redistest.EnvRequire, "")
-			f := runFake(t, tc.fn)
-			assert.True(t, f.skipped, "must skip without redis-server")
-			assert.Contains(t, f.msg, "redis-server not found in PATH")
-
-			t.Setenv(redistest.EnvRequire, "1")
-			f = runFake(t, tc.fn)
-			assert.True(t, f.failed, "must fail without redis-server when %s=1", redistest.EnvRequire)
-			assert.Contains(t, f.msg, "redis-server not found in PATH")
-		})
+		f := faketb.Run(t, fn)
+		assert.True(t, f.Failed, "%s must fail without redis-server when %s=1", name, redistest.EnvRequire)
+		assert.Contains(t, f.Msg, "redis-server not found in PATH", name)
 	}
 }

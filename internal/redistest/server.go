@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/redislock/redislock/internal/redisproc"
 )
 
 // Server is a redis-server process private to one test, started by [Start].
@@ -18,7 +20,7 @@ type Server struct {
 	args []string
 
 	mu   sync.Mutex
-	proc *process // nil while killed
+	proc *redisproc.Process // nil while killed
 }
 
 // Start starts a redis-server on a free loopback port, with persistence
@@ -30,13 +32,13 @@ type Server struct {
 // skips the test, or fails it if $REDISLOCK_REQUIRE_REDIS is true.
 func Start(tb testing.TB, args ...string) *Server {
 	tb.Helper()
-	requireBinary(tb, "install Redis (this test runs its own server, so "+EnvAddr+" does not help)")
+	redisproc.RequireBinaries(tb, "install Redis (this test runs its own server, so "+EnvAddr+" does not help)", "redis-server")
 	dir := tb.TempDir()
-	p, err := startFreePort(dir, args)
+	p, err := start(dir, 0, args)
 	if err != nil {
 		tb.Fatalf("redistest: %v", err)
 	}
-	s := &Server{addr: p.addr, port: p.port, dir: dir, args: slices.Clone(args), proc: p}
+	s := &Server{addr: p.Addr(), port: p.Port(), dir: dir, args: slices.Clone(args), proc: p}
 	tb.Cleanup(s.kill) // registered after TempDir, so it runs before the removal
 	return s
 }
@@ -62,7 +64,7 @@ func (s *Server) kill() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.proc != nil {
-		s.proc.kill()
+		s.proc.Kill()
 		s.proc = nil
 	}
 }
@@ -75,10 +77,10 @@ func (s *Server) Restart(tb testing.TB) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.proc != nil {
-		s.proc.kill()
+		s.proc.Kill()
 		s.proc = nil
 	}
-	p, err := startPort(s.dir, s.port, s.args)
+	p, err := start(s.dir, s.port, s.args)
 	if err != nil {
 		tb.Fatalf("redistest: restart: %v", err)
 	}
@@ -96,9 +98,9 @@ func (s *Server) Pause(tb testing.TB) {
 	if s.proc == nil {
 		tb.Fatal("redistest: Pause: server is not running")
 	}
-	err := s.proc.signal(syscall.SIGSTOP)
+	err := s.proc.Signal(syscall.SIGSTOP)
 	if err == nil {
-		err = s.proc.waitStopped()
+		err = s.proc.WaitStopped()
 	}
 	if err != nil {
 		tb.Fatalf("redistest: Pause: %v", err)
@@ -115,7 +117,7 @@ func (s *Server) Resume(tb testing.TB) {
 	if s.proc == nil {
 		tb.Fatal("redistest: Resume: server is not running")
 	}
-	if err := s.proc.signal(syscall.SIGCONT); err != nil {
+	if err := s.proc.Signal(syscall.SIGCONT); err != nil {
 		tb.Fatalf("redistest: Resume: %v", err)
 	}
 }
