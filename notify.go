@@ -289,11 +289,13 @@ func (n *notifier) moved(sc *subConn, channel string) {
 	if !ok {
 		return
 	}
-	cc.ReloadState(context.Background())
-	tick := time.NewTicker(10 * time.Millisecond)
+	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.Now().Add(movedWait)
 	for {
+		// Ask again each time: the node a reload asks may not have learned
+		// of the move yet.
+		cc.ReloadState(context.Background())
 		node, err := shardOf(n.client, channel)
 		if err == nil && node.addr != sc.addr {
 			n.mu.Lock()
@@ -316,7 +318,7 @@ func (n *notifier) moved(sc *subConn, channel string) {
 
 // movedWait bounds how long a reader waits for the slot map to follow a
 // moved channel; messages for its other channels wait as long.
-const movedWait = time.Second
+const movedWait = 3 * time.Second
 
 // released wakes the head waiter of channel.
 func (n *notifier) released(channel string) {
