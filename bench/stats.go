@@ -72,12 +72,8 @@ func fmtNum(v float64) string {
 		return fmt.Sprintf("%.2fM", v/1e6)
 	case v >= 1e4:
 		return fmt.Sprintf("%.1fk", v/1e3)
-	case v >= 100:
-		return fmt.Sprintf("%.0f", v)
-	case v >= 10:
-		return fmt.Sprintf("%.1f", v)
 	default:
-		return fmt.Sprintf("%.2f", v)
+		return sig3(v)
 	}
 }
 
