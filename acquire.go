@@ -11,9 +11,11 @@ import (
 // another owner holds it. It blocks until the lock is held, ctx is done, or
 // the wait timeout of [WithWaitTimeout] passes; the latter two return an
 // error matching ErrNotAcquired and the context error
-// (context.DeadlineExceeded for the wait timeout). A Redis error ends
-// the wait and is returned as is (ErrWrongType when the key holds another
-// type). A failed Acquire leaves the held levels as they were.
+// (context.DeadlineExceeded for the wait timeout). A Redis error ends the
+// wait and is returned (ErrWrongType when the key holds another type),
+// except a cluster redirection while a slot moves and a grant that arrived
+// after its own lease had run out: after those it tries again. A failed
+// Acquire leaves the held levels as they were.
 //
 // If ctx comes from [Lock.WithLock] on a Lock with the same key and client,
 // Acquire re-enters that hold instead of waiting for it.
