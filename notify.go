@@ -35,6 +35,19 @@ type subConn struct {
 	channels int           // channels subscribed through it
 	stop     chan struct{} // closed to stop the reader
 	done     chan struct{} // closed when the reader has returned
+
+	// Subscription changes wait in pending, in the order the queues
+	// changed, for a goroutine that sends them without n.mu (a send may have
+	// to dial). writing says one is at it. Guarded by n.mu.
+	pending []subChange
+	writing bool
+}
+
+// subChange is a SUBSCRIBE (sub) or UNSUBSCRIBE of channels, or their
+// sharded forms, waiting to be sent.
+type subChange struct {
+	sub      bool
+	channels []string
 }
 
 // waitQueue is the local queue of waiters for one lock.
@@ -110,19 +123,21 @@ func join(client redis.UniversalClient, channel string) (*notifier, *waiter) {
 	// retiring n in between.
 	n.mu.Lock()
 	notifiers.mu.Unlock()
-	defer n.mu.Unlock()
 	q := n.queues[channel]
 	if q == nil {
 		q = &waitQueue{channel: channel, ready: make(chan struct{})}
 		n.queues[channel] = q
 	}
+	var sc *subConn
 	if q.conn == nil && nodeErr == nil {
-		n.subscribeLocked(q, node)
+		sc = n.subscribeLocked(q, node)
 	}
 	w := &waiter{q: q, wake: make(chan struct{}, 1)}
 	q.waiters = append(q.waiters, w)
 	q.idleSince = time.Time{}
 	waiting.Add(1)
+	n.mu.Unlock()
+	n.send(sc)
 	return n, w
 }
 
@@ -145,15 +160,15 @@ type shard struct {
 	addr   string
 }
 
-// subscribeLocked sends SUBSCRIBE (SSUBSCRIBE on a cluster) for q through
-// node's connection, opening it and starting its reader if needed. The
-// write does not wait for the reply, which the reader receives. n.mu must
-// be held: subscribing and unsubscribing one channel must reach the server
-// in the order the queues change.
-func (n *notifier) subscribeLocked(q *waitQueue, node shard) {
+// subscribeLocked subscribes q (SSUBSCRIBE on a cluster) through node's
+// connection, opening it and starting its reader if needed. n.mu must be
+// held. The change is queued on the connection: if subscribeLocked returns
+// it, the caller must call send with it after unlocking n.mu.
+func (n *notifier) subscribeLocked(q *waitQueue, node shard) *subConn {
 	_, sharded := n.client.(*redis.ClusterClient)
 	sc := n.conns[node.addr]
 	if sc == nil {
+		// Creating the PubSub does not dial; its reader's Receive does.
 		sc = &subConn{addr: node.addr, sharded: sharded, stop: make(chan struct{}), done: make(chan struct{})}
 		if sharded {
 			sc.ps = node.client.SSubscribe(context.Background())
@@ -163,15 +178,56 @@ func (n *notifier) subscribeLocked(q *waitQueue, node shard) {
 		n.conns[node.addr] = sc
 		go n.read(sc)
 	}
-	// An error here leaves q unconfirmed: its waiters poll until the reader
-	// reconnects and go-redis resubscribes.
-	if sharded {
-		_ = sc.ps.SSubscribe(context.Background(), q.channel)
-	} else {
-		_ = sc.ps.Subscribe(context.Background(), q.channel)
-	}
 	q.conn = sc
 	sc.channels++
+	return n.queueLocked(sc, subChange{sub: true, channels: []string{q.channel}})
+}
+
+// queueLocked queues a subscription change on sc, and returns sc if the
+// caller is to send it (no other goroutine is sending), nil otherwise.
+// n.mu must be held.
+func (n *notifier) queueLocked(sc *subConn, c subChange) *subConn {
+	sc.pending = append(sc.pending, c)
+	if sc.writing {
+		return nil
+	}
+	sc.writing = true
+	return sc
+}
+
+// send writes sc's queued subscription changes until none is left; sc may
+// be nil. It runs without n.mu, so that waiters of other locks go on while a
+// write waits for a connection. The writes do not wait for replies, which
+// the reader receives. An error leaves a channel unconfirmed: its waiters
+// poll until the reader reconnects and go-redis resubscribes.
+func (n *notifier) send(sc *subConn) {
+	if sc == nil {
+		return
+	}
+	for {
+		n.mu.Lock()
+		changes := sc.pending
+		sc.pending = nil
+		if len(changes) == 0 {
+			sc.writing = false
+			n.mu.Unlock()
+			return
+		}
+		n.mu.Unlock()
+		ctx := context.Background()
+		for _, c := range changes {
+			switch {
+			case c.sub && sc.sharded:
+				_ = sc.ps.SSubscribe(ctx, c.channels...)
+			case c.sub:
+				_ = sc.ps.Subscribe(ctx, c.channels...)
+			case sc.sharded:
+				_ = sc.ps.SUnsubscribe(ctx, c.channels...)
+			default:
+				_ = sc.ps.Unsubscribe(ctx, c.channels...)
+			}
+		}
+	}
 }
 
 // isHead reports whether w is at the head of its queue.
@@ -298,11 +354,13 @@ func (n *notifier) moved(sc *subConn, channel string) {
 		cc.ReloadState(context.Background())
 		node, err := shardOf(n.client, channel)
 		if err == nil && node.addr != sc.addr {
+			var sub *subConn
 			n.mu.Lock()
 			if q := n.queues[channel]; q != nil && q.conn == nil {
-				n.subscribeLocked(q, node)
+				sub = n.subscribeLocked(q, node)
 			}
 			n.mu.Unlock()
+			n.send(sub)
 			return
 		}
 		if time.Now().After(deadline) {
@@ -381,16 +439,16 @@ func (n *notifier) sweep() {
 			gone[q.conn] = append(gone[q.conn], ch)
 		}
 	}
-	var closing []*subConn
+	var closing, sending []*subConn
 	for addr, sc := range n.conns {
 		switch {
 		case sc.channels == 0:
 			delete(n.conns, addr)
 			closing = append(closing, sc)
-		case len(gone[sc]) > 0 && sc.sharded:
-			_ = sc.ps.SUnsubscribe(context.Background(), gone[sc]...)
 		case len(gone[sc]) > 0:
-			_ = sc.ps.Unsubscribe(context.Background(), gone[sc]...)
+			if sc := n.queueLocked(sc, subChange{channels: gone[sc]}); sc != nil {
+				sending = append(sending, sc)
+			}
 		}
 	}
 	if len(n.queues) == 0 && len(n.conns) == 0 && notifiers.m[n.client] == n {
@@ -401,6 +459,9 @@ func (n *notifier) sweep() {
 	}
 	n.mu.Unlock()
 	notifiers.mu.Unlock()
+	for _, sc := range sending {
+		n.send(sc)
+	}
 	for _, sc := range closing {
 		close(sc.stop)
 		_ = sc.ps.Close()
