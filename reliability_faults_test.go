@@ -426,17 +426,7 @@ func TestReliabilityServerRestart(t *testing.T) {
 		accountFor(t, srv)
 		start := time.Now()
 		const n = 10
-		holderClient, rivalClient := srv.Client(t), srv.Client(t)
-		hs := make([]*heldLock, n)
-		rivals := make([]*redislock.Lock, n)
-		for i := range n {
-			name := redistest.Key(t)
-			holder := newLock(t, holderClient, name, redislock.WithTTL(5*time.Second), redislock.WithHeartbeat(heartbeat))
-			rivals[i] = newLock(t, rivalClient, name)
-			h, err := holdLock(holder, 10*time.Second)
-			require.NoError(t, err)
-			hs[i] = h
-		}
+		hs, rivals := holdMany(t, srv.Client(t), srv.Client(t), n, 5*time.Second, heartbeat)
 		srv.Restart(t)
 		time.Sleep(4 * heartbeat) // renewals reach the restarted server
 		lost := 0
@@ -458,6 +448,24 @@ func TestReliabilityServerRestart(t *testing.T) {
 	})
 }
 
+// holdMany takes n locks on fresh names through holderClient, with the given
+// TTL and heartbeat, and returns the holds and a rival Lock on each name
+// through rivalClient.
+func holdMany(t *testing.T, holderClient, rivalClient *redis.Client, n int, ttl, heartbeat time.Duration) ([]*heldLock, []*redislock.Lock) {
+	t.Helper()
+	hs := make([]*heldLock, n)
+	rivals := make([]*redislock.Lock, n)
+	for i := range n {
+		name := redistest.Key(t)
+		holder := newLock(t, holderClient, name, redislock.WithTTL(ttl), redislock.WithHeartbeat(heartbeat))
+		rivals[i] = newLock(t, rivalClient, name)
+		h, err := holdLock(holder, 10*time.Second)
+		require.NoError(t, err)
+		hs[i] = h
+	}
+	return hs, rivals
+}
+
 // Scenario 5: SCRIPT FLUSH while locks are taken, released and renewed must
 // go unnoticed (scripts are loaded again on NOSCRIPT); FLUSHALL forgets every
 // lock, and every holder must be told at its next renewal.
@@ -470,17 +478,7 @@ func TestReliabilityFlush(t *testing.T) {
 	holderClient, workerClient, rivalClient := srv.Client(t), srv.Client(t), srv.Client(t)
 
 	hold := func(n int) ([]*heldLock, []*redislock.Lock) {
-		hs := make([]*heldLock, n)
-		rivals := make([]*redislock.Lock, n)
-		for i := range n {
-			name := redistest.Key(t)
-			holder := newLock(t, holderClient, name, redislock.WithTTL(2*time.Second), redislock.WithHeartbeat(heartbeat))
-			rivals[i] = newLock(t, rivalClient, name)
-			h, err := holdLock(holder, 10*time.Second)
-			require.NoError(t, err)
-			hs[i] = h
-		}
-		return hs, rivals
+		return holdMany(t, holderClient, rivalClient, n, 2*time.Second, heartbeat)
 	}
 
 	// SCRIPT FLUSH under load: workers contend, holders renew.
