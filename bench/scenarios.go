@@ -563,12 +563,7 @@ func runContendInProc(ctx context.Context, srv *server, c contender, g int, hold
 		row.err = err
 		return row
 	}
-	calls, err := srv.commandCalls(ctx)
-	if err != nil {
-		row.err = err
-		return row
-	}
-	row.fill(s, calls)
+	row.finish(ctx, srv, s)
 	return row
 }
 
@@ -740,4 +735,14 @@ func forEach(ctx context.Context, n, workers int, fn func(i int) error) error {
 		return err
 	}
 	return ctx.Err()
+}
+
+// finish fills r from the samples s and the server's command count.
+func (r *contendRow) finish(ctx context.Context, srv *server, s contendSample) {
+	calls, err := srv.commandCalls(ctx)
+	if err != nil {
+		r.err = err
+		return
+	}
+	r.fill(s, calls)
 }

@@ -97,12 +97,7 @@ func runContendMultiProc(ctx context.Context, srv *server, c contender, procs, g
 		row.err = err
 		return row
 	}
-	calls, err := srv.commandCalls(ctx)
-	if err != nil {
-		row.err = err
-		return row
-	}
-	row.fill(s, calls)
+	row.finish(ctx, srv, s)
 	return row
 }
 
