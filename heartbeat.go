@@ -264,15 +264,16 @@ func (s *heartbeat) renewOn(ctx context.Context, c redis.UniversalClient, holds 
 		for lo := 0; lo < len(holds); lo += s.batch {
 			part := holds[lo:min(lo+s.batch, len(holds))]
 			keys := make([]string, len(part))
-			args := make([]any, 0, 2*len(part))
+			args := make([]any, 0, 3*len(part))
 			for i, h := range part {
 				keys[i] = h.lock.key
-				args = append(args, h.lock.owner, h.lock.ttlMs)
+				args = h.appendRenewArgs(args)
 			}
+			renew := part[0].renewScript()
 			if withSource {
-				cmds = append(cmds, extendScript.Eval(ctx, pipe, keys, args...))
+				cmds = append(cmds, renew.Eval(ctx, pipe, keys, args...))
 			} else {
-				cmds = append(cmds, extendScript.EvalSha(ctx, pipe, keys, args...))
+				cmds = append(cmds, renew.EvalSha(ctx, pipe, keys, args...))
 			}
 		}
 		if minReplicas > 0 {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // hold is one continuous tenure of a Lock, from a fresh acquire until the
@@ -24,6 +26,18 @@ type hold struct {
 	index   int32 // in the heartbeat's queue; -1 when not queued
 	hb      *heartbeat
 	renewAt time.Time
+}
+
+// renewScript is the script that renews h with the heartbeat: it takes one
+// key per hold and, for each, the arguments of appendRenewArgs, in order, and
+// returns an array with 1 for each hold still held (its lease now at least
+// its TTL) and 0 for each that is not. Holds of one round that share a
+// renewal script may share a call.
+func (h *hold) renewScript() *redis.Script { return extendScript }
+
+// appendRenewArgs appends h's arguments for its renewal script to args.
+func (h *hold) appendRenewArgs(args []any) []any {
+	return append(args, h.lock.owner, h.lock.ttlMs)
 }
 
 // Channels for Lost when there is no hold: one that is never closed, and
