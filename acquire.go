@@ -4,31 +4,43 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Acquire takes the lock, or another reentrant level of it, waiting while
 // another owner holds it. It blocks until the lock is held, ctx is done, or
 // the wait timeout of [WithWaitTimeout] passes; the latter two return an
 // error matching ErrNotAcquired and the context error
-// (context.DeadlineExceeded for the wait timeout). A Redis error ends the
+// (context.DeadlineExceeded for the wait timeout). Waiting for another
+// call in flight on the same Lock counts as waiting. A Redis error ends the
 // wait and is returned (ErrWrongType when the key holds another type),
-// except a cluster redirection while a slot moves and a grant that arrived
-// after its own lease had run out: after those it tries again. A failed
-// Acquire leaves the held levels as they were.
+// except a cluster redirection or TRYAGAIN while a slot moves and a grant
+// that arrived after its own lease had run out: after those it tries again.
+// A failed Acquire leaves the held levels as they were.
 //
 // If ctx comes from [Lock.WithLock] on a Lock with the same key and client,
-// Acquire re-enters that hold instead of waiting for it.
+// Acquire re-enters that hold instead of waiting for it; so does an Acquire
+// on a Lock that holds such a borrowed level. A borrowed level belongs to
+// the hold it came from: it ends when that hold ends.
 func (l *Lock) Acquire(ctx context.Context) error {
-	if lender := lenderFor(ctx, l); lender != nil {
-		return l.borrow(ctx, lender)
+	_, err := l.acquire(ctx)
+	return err
+}
+
+// acquire is Acquire; it returns the hold it took a level of.
+func (l *Lock) acquire(ctx context.Context) (*hold, error) {
+	if h := l.lenderHold(ctx); h != nil {
+		return h, l.borrow(ctx, h)
 	}
 	if l.opts.waitSet && l.opts.waitTimeout == 0 {
-		ok, _, err := l.attempt(ctx)
-		if !ok && err == nil {
+		h, _, err := l.attempt(ctx)
+		if h == nil && err == nil {
 			err = errors.Join(ErrNotAcquired, context.DeadlineExceeded)
 		}
-		return err
+		return h, err
 	}
 	if l.opts.waitSet {
 		var cancel context.CancelFunc
@@ -38,9 +50,9 @@ func (l *Lock) Acquire(ctx context.Context) error {
 	// Try at once, unless others in this process already wait for the lock:
 	// then queue behind them.
 	if l.holding() || !queued(l.client, l.channel) {
-		ok, _, err := l.attempt(ctx)
-		if ok || (err != nil && !retryable(err)) {
-			return err
+		h, _, err := l.attempt(ctx)
+		if h != nil || (err != nil && !retryable(err)) {
+			return h, err
 		}
 	}
 	return l.wait(ctx)
@@ -53,16 +65,17 @@ func (l *Lock) holding() bool {
 }
 
 // TryAcquire makes one attempt to take the lock, or another reentrant level
-// of it, and never waits. It returns false and a nil error when another
-// owner holds the lock. When ctx is done it returns an error matching
-// ErrNotAcquired and the context error.
+// of it, and never waits for another owner. It returns false and a nil
+// error when another owner holds the lock. When ctx is done before the
+// attempt is sent (also while another call on the same Lock is in flight)
+// it returns an error matching ErrNotAcquired and the context error.
 func (l *Lock) TryAcquire(ctx context.Context) (bool, error) {
-	if lender := lenderFor(ctx, l); lender != nil {
-		err := l.borrow(ctx, lender)
+	if h := l.lenderHold(ctx); h != nil {
+		err := l.borrow(ctx, h)
 		return err == nil, err
 	}
-	ok, _, err := l.attempt(ctx)
-	return ok, err
+	h, _, err := l.attempt(ctx)
+	return h != nil, err
 }
 
 // errTooLate is the error of an attempt whose lock was granted, but too late
@@ -72,19 +85,47 @@ var errTooLate = fmt.Errorf("%w: granted too late", ErrNotAcquired)
 
 // retryable reports whether Acquire should try again after an attempt that
 // failed with err: a grant that came too late, or a cluster node that
-// redirected the request while a slot moves.
+// redirected the request or asked for a retry while a slot moves.
 func retryable(err error) bool {
-	return errors.Is(err, errTooLate) || isRedirect(err)
+	return errors.Is(err, errTooLate) || isRedirect(err) || isTryAgain(err)
 }
 
-// attempt sends one acquire request. It reports whether this Lock holds the
-// lock afterwards and, if not, the other holder's remaining lease.
-func (l *Lock) attempt(ctx context.Context) (bool, time.Duration, error) {
-	if err := ctx.Err(); err != nil {
-		return false, 0, errors.Join(ErrNotAcquired, ctxErr(ctx))
+// isTryAgain reports whether err is a cluster node's TRYAGAIN: the keys of
+// a request are split between two nodes while their slot migrates.
+func isTryAgain(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "TRYAGAIN")
+}
+
+// lockOp waits for this Lock's other request in flight, if any, or for ctx.
+func (l *Lock) lockOp(ctx context.Context) error {
+	select {
+	case l.op <- struct{}{}:
+		return nil
+	default:
 	}
-	l.opMu.Lock()
-	defer l.opMu.Unlock()
+	select {
+	case l.op <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctxErr(ctx)
+	}
+}
+
+func (l *Lock) unlockOp() { <-l.op }
+
+// attempt sends one acquire request for the own hold: a re-entry when
+// there is one, a fresh acquire otherwise. It returns the hold when this
+// Lock holds the lock afterwards and, if not, the other holder's remaining
+// lease.
+func (l *Lock) attempt(ctx context.Context) (*hold, time.Duration, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, 0, errors.Join(ErrNotAcquired, ctxErr(ctx))
+	}
+	if err := l.lockOp(ctx); err != nil {
+		return nil, 0, errors.Join(ErrNotAcquired, err)
+	}
+	defer l.unlockOp()
 
 	l.mu.Lock()
 	h := l.hold
@@ -92,66 +133,114 @@ func (l *Lock) attempt(ctx context.Context) (bool, time.Duration, error) {
 	if h != nil {
 		var err error
 		if h, err = l.liveHold(); err != nil {
-			return false, 0, errors.Join(ErrNotAcquired, err)
+			return nil, 0, errors.Join(ErrNotAcquired, err)
 		}
+		return l.reenter(ctx, h)
 	}
 
 	start := time.Now()
-	g, err := l.runAcquire(ctx, h != nil)
+	g, err := l.runAcquire(ctx, "0")
 	if err != nil {
-		if h == nil && !l.opts.ownerSet && !isServerError(err) {
+		if !l.opts.ownerSet && !isServerError(err) {
 			// The request may have taken the lock before it failed. The owner
-			// is unique to this Lock, so giving it up is safe.
-			l.sendRelease(ctx, true)
+			// is unique to this Lock, which holds nothing: giving up whatever
+			// hold of this owner the key has is safe.
+			_, _ = l.sendRelease(ctx, true, "0")
 		}
 		if ctx.Err() != nil {
 			err = errors.Join(ErrNotAcquired, err)
 		}
-		return false, 0, err
-	}
-	if h != nil {
-		return l.reentered(ctx, h, g, start)
+		return nil, 0, err
 	}
 	if !g.ok {
-		return false, g.pttl, nil
+		return nil, g.pttl, nil
 	}
 	if g.replicas < int64(l.opts.minReplicas) {
-		l.sendRelease(ctx, true)
-		return false, 0, fmt.Errorf("%w: %d of %d replicas acknowledged the acquire within %v",
-			ErrNotReplicated, g.replicas, l.opts.minReplicas, l.opts.replicaTimeout)
+		_, _ = l.sendRelease(ctx, true, g.token)
+		return nil, 0, fmt.Errorf("%w: %w: %d of %d replicas acknowledged the acquire within %v",
+			ErrNotAcquired, ErrNotReplicated, g.replicas, l.opts.minReplicas, l.opts.replicaTimeout)
 	}
 	deadline := start.Add(l.validity(l.opts.ttl))
 	if !time.Now().Before(deadline) {
-		l.sendRelease(ctx, true)
-		return false, 0, fmt.Errorf("%w: the acquire round trip outlasted the %v lease", errTooLate, l.opts.ttl)
+		_, _ = l.sendRelease(ctx, true, g.token)
+		return nil, 0, fmt.Errorf("%w: the acquire round trip outlasted the %v lease", errTooLate, l.opts.ttl)
 	}
-	h = &hold{lock: l, count: 1, token: g.token, deadline: deadline, index: -1}
-	l.releaseLast[len(l.releaseLast)-1] = g.token // opMu is held
+	h = &hold{lock: l, count: 1, token: g.token, tokenArg: g.token, deadline: deadline, index: -1}
 	if !l.opts.noHeartbeat {
 		schedule(l.client, h, start.Add(l.opts.heartbeat))
 	}
 	l.mu.Lock()
-	l.hold, l.lostCause = h, nil
+	if h.ended {
+		// A renewal already found the key gone: never publish the hold.
+		err := l.loseUnlock(h, errTaken)
+		return nil, 0, errors.Join(ErrNotAcquired, err)
+	}
+	l.hold, l.lostCause, l.stale = h, nil, nil
 	l.armDeadlineLocked(h.deadline)
 	l.mu.Unlock()
-	return true, 0, nil
+	return h, 0, nil
 }
 
-// reentered applies the answer n to a re-entry of hold h sent at start.
-func (l *Lock) reentered(ctx context.Context, h *hold, g grant, start time.Time) (bool, time.Duration, error) {
+// reenter takes another level of the own hold h; op must be held.
+func (l *Lock) reenter(ctx context.Context, h *hold) (*hold, time.Duration, error) {
+	start := time.Now()
+	g, err := l.runAcquire(ctx, h.tokenArg)
+	if err != nil {
+		if ctx.Err() != nil {
+			err = errors.Join(ErrNotAcquired, err)
+		}
+		return nil, 0, err
+	}
 	l.mu.Lock()
 	if !g.ok {
-		return false, 0, errors.Join(ErrNotAcquired, l.loseUnlock(h, errTaken))
+		return nil, 0, errors.Join(ErrNotAcquired, l.loseUnlock(h, errTaken))
 	}
 	if h.ended || !time.Now().Before(h.deadline) {
 		// The hold ran out while the request was on its way: the key is
 		// still ours on the server, and nobody will renew it. Let it go.
 		err := l.loseUnlock(h, errExpired)
-		l.sendRelease(ctx, true)
-		return false, 0, errors.Join(ErrNotAcquired, err)
+		l.mu.Lock()
+		h.giveBack = false
+		l.mu.Unlock()
+		_, _ = l.sendRelease(ctx, true, h.tokenArg)
+		return nil, 0, errors.Join(ErrNotAcquired, err)
 	}
 	h.count++
-	l.extendDeadlineLocked(h, start, l.opts.ttl)
+	if l.opts.minReplicas == 0 {
+		// With WithMinReplicas only acknowledged requests move the
+		// deadline, and a re-entry sends no WAIT: the level is taken, the
+		// deadline stays where the last acknowledged request put it.
+		l.extendDeadlineLocked(h, start, l.opts.ttl)
+	}
 	l.mu.Unlock()
-	return true, 0, nil
+	return h, 0, nil
+}
+
+// borrow takes another level of h, a hold of another Lock (the lender),
+// on behalf of l. It fails without waiting when h has ended.
+func (l *Lock) borrow(ctx context.Context, h *hold) error {
+	lender := h.lock
+	if err := ctx.Err(); err != nil {
+		return errors.Join(ErrNotAcquired, ctxErr(ctx))
+	}
+	if err := lender.lockOp(ctx); err != nil {
+		return errors.Join(ErrNotAcquired, err)
+	}
+	lender.mu.Lock()
+	if lender.hold != h {
+		err := h.notHeldErr()
+		lender.mu.Unlock()
+		lender.unlockOp()
+		return errors.Join(ErrNotAcquired, err)
+	}
+	lender.mu.Unlock()
+	_, _, err := lender.reenter(ctx, h)
+	lender.unlockOp()
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.borrows = append(l.borrows, h)
+	l.mu.Unlock()
+	return nil
 }

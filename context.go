@@ -5,32 +5,36 @@ import (
 	"time"
 )
 
-// ctxHold records in a context that a Lock holds its lock for the code
-// running with that context. Entries chain to those of outer WithLock calls.
+// ctxHold records in a context that a hold covers the code running with
+// that context. Entries chain to those of outer WithLock calls.
 type ctxHold struct {
-	lock   *Lock
+	hold   *hold
 	parent *ctxHold
 }
 
 type ctxHoldKey struct{}
 
-func withHolder(ctx context.Context, l *Lock) context.Context {
+func withHolder(ctx context.Context, h *hold) context.Context {
 	parent, _ := ctx.Value(ctxHoldKey{}).(*ctxHold)
-	return context.WithValue(ctx, ctxHoldKey{}, &ctxHold{lock: l, parent: parent})
+	return context.WithValue(ctx, ctxHoldKey{}, &ctxHold{hold: h, parent: parent})
 }
 
-// lenderFor returns the Lock whose hold, carried by ctx, l should re-enter:
-// another Lock on the same key through the same client. It returns nil when
-// ctx carries no such hold or carries l's own.
-func lenderFor(ctx context.Context, l *Lock) *Lock {
+// lenderHold returns the hold, carried by ctx, that l should borrow a level
+// of: a hold of another Lock on the same key through the same client. It
+// returns nil when ctx carries no such hold or carries one of l's own.
+func (l *Lock) lenderHold(ctx context.Context) *hold {
 	e, _ := ctx.Value(ctxHoldKey{}).(*ctxHold)
 	for ; e != nil; e = e.parent {
-		if e.lock == l {
-			return nil
+		lender := e.hold.lock
+		if lender == l {
+			break
 		}
-		if e.lock.key == l.key && e.lock.client == l.client {
-			return e.lock
+		if lender.key == l.key && lender.client == l.client {
+			return e.hold
 		}
+	}
+	if h := l.liveBorrow(); h != nil {
+		return h // re-entering a Lock that holds a borrowed level
 	}
 	return nil
 }

@@ -11,8 +11,9 @@
 // deadline passes without one (Redis unreachable, paused or failing), the
 // hold is lost: [Lock.Lost] closes, [Lock.Held] turns false, and the context
 // that [Lock.WithLock] gave the critical section is cancelled with cause
-// [ErrLockLost] — before the key can expire on the server, as long as the
-// server's clock runs at the rate of the holder's.
+// [ErrLockLost] (match it with errors.Is; the cause says why) — before the
+// key can expire on the server, as long as the server's clock runs at the
+// rate of the holder's.
 //
 // Locks are reentrant: the same Lock may acquire again and must release as
 // often. A context from WithLock carries its hold, so nested code that locks
@@ -20,7 +21,8 @@
 //
 // Waiters do not poll: a release is announced on a pub/sub channel of the
 // lock (sharded pub/sub on a cluster), waiters of one process queue in FIFO
-// order behind one shared subscription per client, and only the head of the
+// order behind one shared subscription connection per client (per shard on
+// a cluster), and only the head of the
 // queue tries. Sleeps stay capped by the holder's remaining lease and a
 // backoff, so a release that announces nothing is still noticed.
 //
@@ -41,6 +43,12 @@
 // Redis hash with fields "owner" and "count" and expires by PEXPIRE, the
 // format of the Python original this package is compatible with: both can
 // share locks, each excluding the other. This package adds a "token" field,
-// which the original ignores, and a fence hash next to the key for the
-// fencing tokens.
+// which the original ignores. Two more kinds of keys live in the lock key's
+// cluster slot: one fencing-token counter per slot, shared by every name of
+// the slot and bounded by the number of slots (16,384), and, for
+// [ReleaseLatchTTL] after a last release, a small release latch. Nothing of
+// a lock name stays in Redis longer than that after its last release.
+//
+// A level borrowed through a WithLock context belongs to the hold it came
+// from and ends with it; see [Lock.Acquire] and [Lock.Release].
 package redislock

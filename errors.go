@@ -1,9 +1,6 @@
 package redislock
 
-import (
-	"errors"
-	"fmt"
-)
+import "errors"
 
 // Sentinel errors. Compare with [errors.Is]: the errors the package returns
 // wrap or join these with the cause (a context error, a Redis error).
@@ -21,20 +18,25 @@ var (
 
 	// ErrLockLost means a hold ended without being released: another owner
 	// took the key, the key vanished, or the lease ran out before a renewal
-	// succeeded. It is the [context.Cause] of the context that WithLock
-	// passes to its function when the hold is lost.
+	// succeeded. The [context.Cause] of the context that WithLock passes to
+	// its function wraps it when the hold is lost: match it with
+	// errors.Is(context.Cause(ctx), ErrLockLost).
 	ErrLockLost = errors.New("redislock: lock lost")
 
 	// ErrInvalidArgument means an argument or option is out of range. The
 	// error text names the bad value.
 	ErrInvalidArgument = errors.New("redislock: invalid argument")
 
-	// ErrWrongType means the lock's key holds a Redis value that is not a
-	// lock hash, so the lock cannot be used until that key is removed.
-	ErrWrongType = errors.New("redislock: key holds a value that is not a lock")
+	// ErrWrongType means a key the lock uses holds a Redis value of the
+	// wrong type: the lock key is not a lock hash (or its count is not a
+	// positive integer), or the fencing counter of its slot is not an
+	// integer. The error names the key; the lock cannot be used until that
+	// key is removed. The call that reports it changed nothing.
+	ErrWrongType = errors.New("redislock: a key of the lock holds a value of the wrong type")
 
 	// ErrNotReplicated means fewer replicas than [WithMinReplicas] asks for
 	// acknowledged an acquire or extension in time. An acquire is undone and
-	// fails with it; it also matches ErrNotAcquired.
-	ErrNotReplicated = fmt.Errorf("%w: too few replicas acknowledged it", ErrNotAcquired)
+	// fails with it joined with ErrNotAcquired; an extension leaves the hold
+	// and its validity deadline as they were.
+	ErrNotReplicated = errors.New("redislock: too few replicas acknowledged")
 )

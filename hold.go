@@ -10,16 +10,21 @@ import (
 )
 
 // hold is one continuous tenure of a Lock, from a fresh acquire until the
-// last release or the loss. Fields are guarded by the Lock's mu, except the
-// ones the heartbeat owns.
+// last release or the loss. Levels other Locks borrow through a context
+// (see WithLock) are levels of the hold they were taken from, and end with
+// it. Fields are guarded by the owning Lock's mu, except the ones the
+// heartbeat owns.
 type hold struct {
 	lock     *Lock
 	deadline time.Time     // local validity deadline, monotonic
 	lost     chan struct{} // made when Lost asks for it
 	cancels  map[*context.CancelCauseFunc]struct{}
 	token    int64
+	tokenArg any // token, boxed once for the requests that carry it
 	count    int32
 	ended    bool
+	cause    error // why it was lost; nil while live or when released
+	giveBack bool  // lost while its key may still be on the server
 
 	// Guarded by the heartbeat's mu.
 	removed bool
@@ -37,7 +42,7 @@ func (h *hold) renewScript() *redis.Script { return extendScript }
 
 // appendRenewArgs appends h's arguments for its renewal script to args.
 func (h *hold) appendRenewArgs(args []any) []any {
-	return append(args, h.lock.owner, h.lock.ttlMs)
+	return append(args, h.lock.owner, h.tokenArg, h.lock.ttlMs)
 }
 
 // Channels for Lost when there is no hold: one that is never closed, and
@@ -47,7 +52,47 @@ var (
 	closedLost = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 )
 
-// liveHold returns the current hold, or the error to report when there is
+// live reports whether h has not ended and its validity deadline is ahead.
+func (h *hold) live() bool {
+	h.lock.mu.Lock()
+	defer h.lock.mu.Unlock()
+	return !h.ended && time.Now().Before(h.deadline)
+}
+
+// isEnded reports whether h was released or lost.
+func (h *hold) isEnded() bool {
+	h.lock.mu.Lock()
+	defer h.lock.mu.Unlock()
+	return h.ended
+}
+
+// notHeldErr is the error of a call that needs h after h ended.
+// h.lock.mu must be held.
+func (h *hold) notHeldErr() error {
+	if h.cause != nil {
+		return errors.Join(ErrNotHeld, h.cause)
+	}
+	return ErrNotHeld
+}
+
+// lostChan returns the channel that closes when h is lost.
+func (h *hold) lostChan() <-chan struct{} {
+	l := h.lock
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if h.lost == nil {
+		if h.ended && h.cause != nil {
+			return closedLost
+		}
+		if h.ended {
+			return neverLost
+		}
+		h.lost = make(chan struct{})
+	}
+	return h.lost
+}
+
+// liveHold returns the own hold, or the error to report when there is
 // none; a hold past its validity deadline is lost first.
 func (l *Lock) liveHold() (*hold, error) {
 	l.mu.Lock()
@@ -80,12 +125,11 @@ var (
 )
 
 // loseUnlock ends hold h as lost (if it has not ended yet), unlocks l.mu,
-// which must be held, and stops renewing h; the waiting for the heartbeat
-// that this may take never happens with l.mu held. It returns the error a
-// call that needs the hold reports.
+// which must be held, and stops renewing h. It returns the error a call
+// that needs the hold reports.
 func (l *Lock) loseUnlock(h *hold, cause error) error {
 	l.loseLocked(h, cause)
-	err := l.lostErr()
+	err := h.notHeldErr()
 	l.mu.Unlock()
 	l.unschedule(h)
 	return err
@@ -103,24 +147,32 @@ func (l *Lock) loseLocked(h *hold, cause error) {
 // endLocked ends hold h: released when cause is nil, lost otherwise.
 // l.mu must be held.
 func (l *Lock) endLocked(h *hold, cause error) {
-	h.ended = true
+	h.ended, h.cause = true, cause
+	if cause == errExpired {
+		// Redis did not say the key is gone: give it back when next asked
+		// to release, so that others need not wait for its expiry.
+		h.giveBack = true
+		l.stale = h
+	}
 	if l.hold == h {
 		l.hold = nil
 		l.deadline.Stop()
+		switch {
+		case cause == nil && h.lost != nil:
+			l.lost = h.lost
+		case cause == nil:
+			l.lost = neverLost
+		case h.lost != nil:
+			l.lost = h.lost
+		default:
+			l.lost = closedLost
+		}
+		if cause != nil {
+			l.lostCause = cause
+		}
 	}
-	switch {
-	case cause == nil && h.lost != nil:
-		l.lost = h.lost
-	case cause == nil:
-		l.lost = neverLost
-	case h.lost != nil:
+	if cause != nil && h.lost != nil {
 		close(h.lost)
-		l.lost = h.lost
-	default:
-		l.lost = closedLost
-	}
-	if cause != nil {
-		l.lostCause = cause
 	}
 	for c := range h.cancels {
 		if cause == nil {
@@ -144,7 +196,9 @@ func (l *Lock) validity(ttl time.Duration) time.Duration {
 func (l *Lock) extendDeadlineLocked(h *hold, start time.Time, ttl time.Duration) {
 	if d := start.Add(l.validity(ttl)); d.After(h.deadline) {
 		h.deadline = d
-		l.armDeadlineLocked(d)
+		if l.hold == h {
+			l.armDeadlineLocked(d)
+		}
 	}
 }
 
@@ -189,7 +243,7 @@ func (l *Lock) renewed(h *hold, start time.Time) {
 	l.extendDeadlineLocked(h, start, l.opts.ttl)
 }
 
-// renewRefused records that Redis says h's owner no longer holds the key.
+// renewRefused records that Redis says h is no longer on its key.
 func (l *Lock) renewRefused(h *hold) {
 	l.mu.Lock()
 	l.loseLocked(h, errTaken)

@@ -13,34 +13,49 @@ import (
 // ErrInvalidArgument for a ttl not above its safety margin (other than 0);
 // ErrNotHeld, joined with the loss cause when the hold was lost (matching
 // ErrLockLost); and ErrNotReplicated when [WithMinReplicas] asks for more
-// acknowledgements than came, leaving the deadline as it was.
+// acknowledgements than came, leaving the deadline as it was. On a Lock that
+// holds a level borrowed through a context, it extends the lender's hold,
+// and 0 means the lender's TTL.
 func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
+	h := l.current()
+	if h != nil && h.lock != l {
+		return h.lock.extendHold(ctx, h, ttl) // the lender's TTL is the default
+	}
+	return l.extendHold(ctx, h, ttl)
+}
+
+// extendHold is Extend of h, a hold of l, or of l's own hold when h is nil.
+func (l *Lock) extendHold(ctx context.Context, want *hold, ttl time.Duration) error {
 	if ttl == 0 {
 		ttl = l.opts.ttl
 	}
 	if err := checkTTL(ttl); err != nil {
 		return fmt.Errorf("%w (Extend)", err)
 	}
-	if lender := l.lender(); lender != nil {
-		return lender.Extend(ctx, ttl)
-	}
 	if err := ctx.Err(); err != nil {
 		return ctxErr(ctx)
 	}
-	l.opMu.Lock()
-	defer l.opMu.Unlock()
+	if err := l.lockOp(ctx); err != nil {
+		return err
+	}
+	defer l.unlockOp()
 	h, err := l.liveHold()
 	if err != nil {
 		return err
 	}
+	if want != nil && h != want {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return want.notHeldErr()
+	}
 	start := time.Now()
-	args := []any{l.owner, ttl.Milliseconds()}
+	args := []any{l.owner, h.tokenArg, ttl.Milliseconds()}
 	var v any
 	var replicas int64
 	if l.opts.minReplicas > 0 {
-		v, replicas, err = l.evalReplicated(ctx, extendScript, l.keys, args)
+		v, replicas, err = l.evalReplicated(ctx, extendScript, l.acquireKeys[:1], args)
 	} else {
-		v, err = extendScript.Run(ctx, l.client, l.keys, args...).Result()
+		v, err = extendScript.Run(ctx, l.client, l.acquireKeys[:1], args...).Result()
 	}
 	if err != nil {
 		return l.wrapRedisErr("extend", err)
@@ -51,14 +66,17 @@ func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 		return l.loseUnlock(h, errTaken)
 	}
 	if h.ended || !time.Now().Before(h.deadline) {
-		// As in reentered: the hold ran out meanwhile; free the key.
+		// As in reenter: the hold ran out meanwhile; free the key.
 		err := l.loseUnlock(h, errExpired)
-		l.sendRelease(ctx, true)
+		l.mu.Lock()
+		h.giveBack = false
+		l.mu.Unlock()
+		_, _ = l.sendRelease(ctx, true, h.tokenArg)
 		return err
 	}
 	if replicas < int64(l.opts.minReplicas) {
 		l.mu.Unlock()
-		return fmt.Errorf("%w: %d of %d replicas acknowledged the extension within %v; the validity deadline stays",
+		return fmt.Errorf("redislock: extend %q: %w: %d of %d replicas acknowledged the extension within %v; the validity deadline stays", l.key,
 			ErrNotReplicated, replicas, l.opts.minReplicas, l.opts.replicaTimeout)
 	}
 	l.extendDeadlineLocked(h, start, ttl)
@@ -70,19 +88,31 @@ func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 // or a negative duration if the key has no expiry. It returns ErrNotHeld
 // (joined with the loss cause, if any) when this owner does not hold the key.
 func (l *Lock) TTL(ctx context.Context) (time.Duration, error) {
-	if lender := l.lender(); lender != nil {
-		return lender.TTL(ctx)
+	h := l.current()
+	if h != nil && h.lock != l {
+		return h.lock.ttlOf(ctx, h)
 	}
+	return l.ttlOf(ctx, h)
+}
+
+func (l *Lock) ttlOf(ctx context.Context, want *hold) (time.Duration, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, ctxErr(ctx)
 	}
-	l.opMu.Lock()
-	defer l.opMu.Unlock()
+	if err := l.lockOp(ctx); err != nil {
+		return 0, err
+	}
+	defer l.unlockOp()
 	h, err := l.liveHold()
 	if err != nil {
 		return 0, err
 	}
-	n, err := pttlScript.Run(ctx, l.client, l.keys, l.owner).Int64()
+	if want != nil && h != want {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return 0, want.notHeldErr()
+	}
+	n, err := pttlScript.Run(ctx, l.client, l.acquireKeys[:1], l.owner, h.tokenArg).Int64()
 	if err != nil {
 		return 0, l.wrapRedisErr("ttl", err)
 	}

@@ -3,6 +3,7 @@ package redislock
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,27 +23,30 @@ type Lock struct {
 	opts    options
 	ttlMs   int64
 
-	// Script arguments, built once: a request then allocates only inside
-	// go-redis.
-	keys      []string // the lock key
-	withFence []string // the lock key and its fence
-
-	// Whole EVALSHA commands for the requests on the hot path; see evalsha.
+	// Script keys and whole EVALSHA commands for the requests on the hot
+	// path, built once; see evalsha. The commands' token argument (index
+	// tokenArg) is set for each request while op is held.
+	acquireKeys, releaseKeys     []string
 	acquireFresh, acquireReentry []any
 	release, releaseLast         []any
 
-	// opMu serialises this Lock's requests to Redis, so that the local count
+	// op serialises this Lock's requests to Redis, so that the local count
 	// and the stored one change in the same order. It is held across round
-	// trips; mu is not.
-	opMu sync.Mutex
+	// trips (mu is not), and waiting for it respects the caller's context.
+	op chan struct{}
 
 	mu        sync.Mutex
-	hold      *hold           // the current hold, nil when none
+	hold      *hold           // the own hold, nil when none
+	borrows   []*hold         // levels of other Locks' holds taken through a context, oldest first
+	stale     *hold           // the last hold lost while its key may still be on the server
 	lost      <-chan struct{} // what Lost returns when there is no hold
-	lostCause error           // why the last hold was lost, until the next acquire
-	lenders   []*Lock         // holds borrowed through a context, innermost last
-	deadline  *time.Timer     // fires at the current hold's validity deadline
+	lostCause error           // why the last own hold was lost, until the next acquire
+	deadline  *time.Timer     // fires at the own hold's validity deadline
 }
+
+// tokenArg is the index of the token in the prebuilt commands: after
+// "evalsha", the SHA, the key count, two keys and the owner.
+const tokenArg = 6
 
 // New returns a Lock on the key prefix+name. It makes no Redis call.
 // It fails with ErrInvalidArgument when client is nil, name is empty, or an
@@ -59,10 +63,8 @@ func New(client redis.UniversalClient, name string, opts ...Option) (*Lock, erro
 		return nil, err
 	}
 	if o.minReplicas > 0 {
-		switch client.(type) {
-		case *redis.Client, *redis.ClusterClient:
-		default:
-			return nil, fmt.Errorf("%w: WithMinReplicas needs a *redis.Client or *redis.ClusterClient, not %T", ErrInvalidArgument, client)
+		if err := checkReplicaClient(client, o.replicaTimeout); err != nil {
+			return nil, err
 		}
 	}
 	if !o.ownerSet {
@@ -76,19 +78,27 @@ func New(client redis.UniversalClient, name string, opts ...Option) (*Lock, erro
 		opts:   o,
 		ttlMs:  o.ttl.Milliseconds(),
 		lost:   neverLost,
+		op:     make(chan struct{}, 1),
 	}
 	l.channel = channelFor(l.key)
-	l.keys = []string{l.key}
-	l.withFence = []string{l.key, fenceKeyFor(l.key)}
+	keys := [...]string{l.key, fenceKeyFor(l.key), l.key, latchKeyFor(l.key)}
+	l.acquireKeys, l.releaseKeys = keys[0:2:2], keys[2:4:4]
 	publish := "publish"
 	if _, ok := client.(*redis.ClusterClient); ok {
 		publish = "spublish" // heard on the channel's shard only
 	}
-	l.acquireFresh = evalshaCmd(acquireScript, l.withFence, l.owner, l.ttlMs, "0")
-	l.acquireReentry = evalshaCmd(acquireScript, l.withFence, l.owner, l.ttlMs, "1")
-	l.release = evalshaCmd(releaseScript, l.withFence, l.owner, "0")
-	// The last element, the hold's token, is set by each fresh acquire.
-	l.releaseLast = evalshaCmd(releaseScript, l.withFence, l.owner, "1", l.channel, publish, int64(0))
+	// One backing array and each value boxed once: New is paid by every
+	// lock name in the one-Lock-per-entity pattern.
+	var (
+		key, fence, latch any = l.key, keys[1], keys[3]
+		owner, ttl, ch    any = l.owner, l.ttlMs, l.channel
+		pub               any = publish
+	)
+	var buf [2*8 + 2*10]any
+	l.acquireFresh = append(buf[0:0:8], "evalsha", acquireSHA, 2, key, fence, owner, "0", ttl)
+	l.acquireReentry = append(buf[8:8:16], "evalsha", acquireSHA, 2, key, fence, owner, "0", ttl)
+	l.release = append(buf[16:16:26], "evalsha", releaseSHA, 2, key, latch, owner, "0", "0", ch, pub)
+	l.releaseLast = append(buf[26:26:36], "evalsha", releaseSHA, 2, key, latch, owner, "0", "1", ch, pub)
 	return l, nil
 }
 
@@ -122,65 +132,91 @@ func (l *Lock) Owner() string { return l.owner }
 
 // Held reports whether this Lock holds the lock now, by its own account: it
 // turns false at release, on loss, and when the local validity deadline has
-// passed. It makes no Redis call.
+// passed. A Lock holding a level borrowed through a context reports the
+// lender's hold. It makes no Redis call.
 func (l *Lock) Held() bool {
-	if lender := l.lender(); lender != nil {
-		return lender.Held()
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.hold != nil && time.Now().Before(l.hold.deadline)
+	h := l.current()
+	return h != nil && h.live()
 }
 
-// Count returns how many reentrant levels this Lock holds (0 when not held).
+// Count returns how many reentrant levels this Lock holds: those of its own
+// hold, or the borrowed levels of holds that have not ended. It is 0
+// whenever Held is false.
 func (l *Lock) Count() int {
 	l.mu.Lock()
-	n := len(l.lenders)
-	if l.hold != nil {
-		n += int(l.hold.count)
+	if h := l.hold; h != nil {
+		n := 0
+		if time.Now().Before(h.deadline) {
+			n = int(h.count)
+		}
+		l.mu.Unlock()
+		return n
 	}
+	bs := slices.Clone(l.borrows)
 	l.mu.Unlock()
+	n := 0
+	for _, h := range bs {
+		if h.live() {
+			n++
+		}
+	}
 	return n
 }
 
 // Token returns the fencing token of the current hold, or 0 when not held.
 // Every fresh acquisition of a lock name, by any Lock, gets a larger token
-// than the ones before; re-entering keeps it. Pass it to the resource the
-// lock protects and have that resource refuse a token lower than one it has
+// than the ones before; re-entering keeps it. Tokens of different names
+// may come from one sequence (one counter per Redis Cluster hash slot), so
+// compare tokens of one name only. Pass it to the resource the lock
+// protects and have that resource refuse a token lower than one it has
 // seen: that, not the lease, makes a stalled former holder harmless. Tokens
 // come with the acquire round trip. They can go backwards only if Redis
 // loses the counter's last increment (a failover to a replica that had not
-// received it, see [WithMinReplicas]) or if the counter was recreated (it
-// expires [TokenCounterTTL] after it was created) while the server's clock
-// was set back.
+// received it, see [WithMinReplicas]), or if the counter was lost and the
+// server's clock, from which a new counter starts, was set back.
 func (l *Lock) Token() int64 {
-	if lender := l.lender(); lender != nil {
-		return lender.Token()
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.hold == nil {
+	h := l.current()
+	if h == nil {
 		return 0
 	}
-	return l.hold.token
+	h.lock.mu.Lock()
+	defer h.lock.mu.Unlock()
+	if h.ended {
+		return 0
+	}
+	return h.token
 }
 
 // Lost returns a channel that is closed when the current hold is lost:
 // another owner took the key, the key vanished, or the lease ran out before
 // a renewal succeeded. A release does not close it. Call Lost after the
 // acquire it should watch; before the first acquire it returns a channel that
-// is never closed.
+// is never closed. A Lock holding a level borrowed through a context returns
+// the lender's hold's channel.
 func (l *Lock) Lost() <-chan struct{} {
-	if lender := l.lender(); lender != nil {
-		return lender.Lost()
+	if h := l.current(); h != nil {
+		return h.lostChan()
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if h := l.hold; h != nil {
-		if h.lost == nil {
-			h.lost = make(chan struct{})
-		}
-		return h.lost
-	}
 	return l.lost
+}
+
+// checkReplicaClient rejects clients that WithMinReplicas cannot use, and
+// a replica timeout that the client's read timeout would cut short.
+func checkReplicaClient(client redis.UniversalClient, timeout time.Duration) error {
+	var read time.Duration
+	switch c := client.(type) {
+	case *redis.Client:
+		read = c.Options().ReadTimeout
+	case *redis.ClusterClient:
+		read = c.Options().ReadTimeout
+	default:
+		return fmt.Errorf("%w: WithMinReplicas needs a *redis.Client or *redis.ClusterClient, not %T", ErrInvalidArgument, client)
+	}
+	if read > 0 && timeout >= read {
+		return fmt.Errorf("%w: replica timeout %v is not below the client's read timeout %v: WAIT would be cut short",
+			ErrInvalidArgument, timeout, read)
+	}
+	return nil
 }

@@ -17,12 +17,19 @@ func channelFor(key string) string {
 	return "redislock:{" + slotTag(keySlot(key)) + "}:" + key
 }
 
-// fenceKeyFor returns the key of the fence of key: a hash with the last
-// fencing token issued and the token of the last hold released. Unlike the
-// lock key, it outlives holds; it expires TokenCounterTTL after it was
-// created, and is recreated by the next acquisition.
+// fenceKeyFor returns the fencing counter of key's cluster slot: one
+// integer shared by every lock name of the slot, so that the counters in a
+// database number at most 16,384 whatever the number of names. It never
+// expires.
 func fenceKeyFor(key string) string {
-	return "redislock:{" + slotTag(keySlot(key)) + "}:fence:" + key
+	return "redislock:{" + slotTag(keySlot(key)) + "}:fence"
+}
+
+// latchKeyFor returns the release latch of key: the token of the hold last
+// released, kept for [ReleaseLatchTTL] so that a retried release is known to
+// have succeeded.
+func latchKeyFor(key string) string {
+	return "redislock:{" + slotTag(keySlot(key)) + "}:released:" + key
 }
 
 // keySlot is the Redis Cluster hash slot of key: CRC16 of its hash tag (the

@@ -23,7 +23,7 @@ func TestKeySlot(t *testing.T) {
 
 func TestDerivedNamesShareTheKeySlot(t *testing.T) {
 	for _, key := range []string{"lock:a", "lock:{user1}:x", "lock:{", "lock:}{", "lock:{}", "", "lock:\x00"} {
-		for _, name := range []string{channelFor(key), fenceKeyFor(key)} {
+		for _, name := range []string{channelFor(key), fenceKeyFor(key), latchKeyFor(key)} {
 			if got, want := keySlot(name), keySlot(key); got != want {
 				t.Errorf("%q for key %q is in slot %d, want slot %d", name, key, got, want)
 			}

@@ -19,10 +19,12 @@ const (
 	// DefaultReleaseTimeout bounds the release request, which is sent even
 	// when the caller's context is already done.
 	DefaultReleaseTimeout = 5 * time.Second
-	// TokenCounterTTL is how long a lock name's fencing-token counter stays
-	// in Redis after it was created; the next acquisition recreates it,
-	// starting above every token issued before (see [Lock.Token]).
-	TokenCounterTTL = 24 * time.Hour
+	// ReleaseLatchTTL is how long a last release leaves a small record of
+	// itself (the released hold's token) next to the lock key, so that a
+	// release the client retries after a lost reply reports success rather
+	// than a loss. Nothing else of a lock name stays in Redis after its
+	// last release.
+	ReleaseLatchTTL = 2 * DefaultReleaseTimeout
 )
 
 // An Option configures a [Lock] in [New].
@@ -52,8 +54,9 @@ type options struct {
 func WithTTL(ttl time.Duration) Option { return func(o *options) { o.ttl = ttl } }
 
 // WithHeartbeat sets how often the heartbeat renews a held lock.
-// Default: TTL/3. It must be positive and leave time for a renewal before
-// the lease runs out (less than TTL minus the safety margin).
+// Default: TTL/3 (at most half the validity, see below). It must be
+// positive and at most half the validity, the TTL less its safety margin, so
+// that a renewal that fails can be tried again before the lease runs out.
 func WithHeartbeat(interval time.Duration) Option {
 	return func(o *options) { o.heartbeat, o.heartbeatSet = interval, true }
 }
@@ -121,7 +124,7 @@ func newOptions(opts []Option) (options, error) {
 		return o, err
 	}
 	if !o.heartbeatSet {
-		o.heartbeat = o.ttl / 3
+		o.heartbeat = min(o.ttl/3, maxHeartbeat(o.ttl))
 	}
 	return o, nil
 }
@@ -138,9 +141,9 @@ func (o *options) validate() error {
 		return bad("WithHeartbeat(%v) and WithoutHeartbeat both given", o.heartbeat)
 	case o.heartbeatSet && o.heartbeat <= 0:
 		return bad("heartbeat interval %v is not positive", o.heartbeat)
-	case o.heartbeatSet && o.heartbeat >= o.ttl-margin(o.ttl):
-		return bad("heartbeat interval %v leaves no time to renew a %v TTL (must be below %v)",
-			o.heartbeat, o.ttl, o.ttl-margin(o.ttl))
+	case o.heartbeatSet && o.heartbeat > maxHeartbeat(o.ttl):
+		return bad("heartbeat interval %v leaves no time to renew a %v TTL and retry a failed renewal (must be at most %v, half the TTL less its safety margin)",
+			o.heartbeat, o.ttl, maxHeartbeat(o.ttl))
 	case o.waitTimeout < 0:
 		return bad("wait timeout %v is negative", o.waitTimeout)
 	case o.retryMin <= 0 || o.retryMax <= 0:
@@ -167,6 +170,12 @@ func checkTTL(ttl time.Duration) error {
 			ErrInvalidArgument, ttl, margin(ms))
 	}
 	return nil
+}
+
+// maxHeartbeat is the longest heartbeat interval for ttl: half its validity.
+func maxHeartbeat(ttl time.Duration) time.Duration {
+	ms := ttl.Truncate(time.Millisecond)
+	return (ms - margin(ms)) / 2
 }
 
 // margin is how much earlier than the server-side expiry a holder considers

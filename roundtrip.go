@@ -17,18 +17,22 @@ type grant struct {
 	replicas int64         // replicas that acknowledged it, with WithMinReplicas
 }
 
-func (l *Lock) runAcquire(ctx context.Context, reentry bool) (grant, error) {
+// runAcquire sends an acquire request: a fresh one when token is "0", else
+// a re-entry of the hold with that token.
+func (l *Lock) runAcquire(ctx context.Context, token any) (grant, error) {
 	var g grant
 	cmd := l.acquireFresh
-	if reentry {
+	fresh := token == "0"
+	if !fresh {
 		cmd = l.acquireReentry
 	}
+	cmd[tokenArg] = token // op is held
 	var v any
 	var err error
-	if l.opts.minReplicas > 0 && !reentry {
-		v, g.replicas, err = l.evalReplicated(ctx, acquireScript, l.withFence, cmd[3+len(l.withFence):])
+	if l.opts.minReplicas > 0 && fresh {
+		v, g.replicas, err = l.evalReplicated(ctx, acquireScript, l.acquireKeys, cmd[3+len(l.acquireKeys):])
 	} else {
-		v, err = evalsha(ctx, l.client, acquireScript, l.withFence, cmd).Result()
+		v, err = evalsha(ctx, l.client, acquireScript, l.acquireKeys, cmd).Result()
 	}
 	if err != nil {
 		return g, l.wrapRedisErr("acquire", err)
@@ -45,17 +49,7 @@ func (l *Lock) runAcquire(ctx context.Context, reentry bool) (grant, error) {
 	return g, nil
 }
 
-// evalshaCmd builds the whole EVALSHA command that runs s on keys with args.
-func evalshaCmd(s *redis.Script, keys []string, args ...any) []any {
-	cmd := make([]any, 0, 3+len(keys)+len(args))
-	cmd = append(cmd, "evalsha", s.Hash(), len(keys))
-	for _, k := range keys {
-		cmd = append(cmd, k)
-	}
-	return append(cmd, args...)
-}
-
-// evalsha sends cmd, built by evalshaCmd for s on keys, and if the server
+// evalsha sends cmd, a whole EVALSHA command for s on keys, and if the server
 // does not have s, runs s with EVAL, which also loads it there. Unlike
 // Script.Run, it sends a command built once per Lock, so that a request
 // allocates only inside go-redis. go-redis only reads the slice, but a
@@ -111,7 +105,7 @@ func nodeFor(ctx context.Context, client redis.UniversalClient, key string) (red
 }
 
 // wrapRedisErr names the operation and key, and maps a key of the wrong
-// type to ErrWrongType.
+// type to ErrWrongType (the scripts' own errors name the key that is wrong).
 func (l *Lock) wrapRedisErr(op string, err error) error {
 	var rerr redis.Error
 	if errors.As(err, &rerr) && isWrongType(rerr.Error()) {

@@ -7,23 +7,30 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// newScript is redis.NewScript with the fence's TTL written into the source
-// (FENCE_TTL_MS), which saves an argument on every call.
+// newScript is redis.NewScript with the release latch's lifetime written
+// into the source (LATCH_TTL_MS), which saves an argument on every call.
 func newScript(src string) *redis.Script {
-	return redis.NewScript(strings.ReplaceAll(src, "FENCE_TTL_MS", strconv.FormatInt(TokenCounterTTL.Milliseconds(), 10)))
+	return redis.NewScript(strings.ReplaceAll(src, "LATCH_TTL_MS", strconv.FormatInt(ReleaseLatchTTL.Milliseconds(), 10)))
 }
 
-// The lock is a Redis hash at KEYS[1] with fields "owner" (the holder's
-// identity) and "count" (its reentrant depth), expiring by PEXPIRE. This is
-// the Python original's format, so both can share locks; the extra field
-// "token" (the hold's fencing token) is ignored by the original. A second
-// hash per lock name, the fence at KEYS[2] (see fenceKeyFor), keeps the
-// last fencing token issued ("last") and the token of the last hold
-// released ("released"). Every script that changes the lock first checks
-// that ARGV carries its owner, and a lease is only ever lengthened: any
-// request that set an expiry leaves the key at least that long, so a holder
-// may keep the latest validity deadline it computed. Key names come only
-// through KEYS, so the scripts are safe on Redis Cluster.
+// The lock is a Redis hash at the lock key with fields "owner" (the
+// holder's identity) and "count" (its reentrant depth), expiring by
+// PEXPIRE. This is the Python original's format, so both can share locks;
+// the extra field "token" (the hold's fencing token) is ignored by the
+// original. Two more keys live in the lock key's cluster slot (see
+// names.go): the slot's fencing counter, one integer shared by every lock
+// name of the slot, which never expires; and, for ReleaseLatchTTL after a last
+// release, the release latch, which holds the released hold's token so that
+// a client retrying that release learns it succeeded.
+//
+// Every script that changes a hold first checks that ARGV carries its owner
+// and token, and reads the lock key with pcall before it writes anything, so
+// that a key of the wrong type fails the call with an error starting
+// "WRONGTYPE" and leaves every key as it was (also on miniredis, which
+// reports a failed redis.call as a compile error). A lease is only ever
+// lengthened: any request that set an expiry leaves the key at least that
+// long, so a holder may keep the latest validity deadline it computed. Key
+// names come only through KEYS, so the scripts are safe on Redis Cluster.
 //
 // Redis counts every command a script runs, and each costs the server time
 // on every acquisition: the common paths (a free lock taken, a held one
@@ -31,85 +38,110 @@ func newScript(src string) *redis.Script {
 
 // acquireScript takes or re-enters the lock, and issues fencing tokens.
 //
-//	KEYS[1] lock key, KEYS[2] fence
-//	ARGV[1] owner, ARGV[2] TTL in ms,
-//	ARGV[3] "1" if the caller already holds the lock (re-entry must not create the key)
+//	KEYS[1] lock key, KEYS[2] the slot's fencing counter
+//	ARGV[1] owner,
+//	ARGV[2] "0" for a fresh hold, or the token of the hold to re-enter,
+//	ARGV[3] TTL in ms
 //
 // When the owner holds the lock after the call it returns the hold's
-// fencing token (> 0). A fresh hold takes the next token; a fence that had
-// expired or never existed restarts from the server's clock in
-// microseconds, above any token issued before, and expires TokenCounterTTL
-// later. Otherwise it returns the other holder's remaining PTTL negated
-// (< 0), or 0 when that is unknown (no expiry) or a re-entry found the key
-// gone. A stored count that is not a positive integer fails a re-entry with
-// an error starting "WRONGTYPE".
+// fencing token (> 0). A fresh hold takes the counter's next value; a
+// counter that never existed or was lost restarts from the server's clock
+// in microseconds, above any token issued before. A fresh acquire that finds
+// a key of its own owner (a hold its Lock has already ended as lost) makes a
+// new hold of it, with a new token and count 1. Otherwise it returns the
+// other holder's remaining PTTL negated (< 0), or 0 when that is unknown (no
+// expiry) or a re-entry found its hold gone. A lock key of the wrong type, a
+// counter that is not an integer, or a stored count that is not a positive
+// integer fails the call with an error starting "WRONGTYPE" naming the key.
+// Errors other than a wrong type (READONLY on a replica, OOM) are returned
+// as they are. A hash without an owner field is someone else's.
+var (
+	acquireSHA any = acquireScript.Hash()
+	releaseSHA any = releaseScript.Hash()
+)
+
 var acquireScript = newScript(`
-local owner = redis.call('hget', KEYS[1], 'owner')
-if owner == ARGV[1] then
-  local v = redis.call('hmget', KEYS[1], 'count', 'token')
-  local n = tonumber(v[1])
-  if n == nil or n ~= n or n < 1 or n >= 2^53 or n ~= math.floor(n) then
-    return redis.error_reply('WRONGTYPE lock count is not a positive integer')
+local function failed(reply, what)
+  if string.sub(reply.err, 1, 9) == 'WRONGTYPE' or string.find(reply.err, 'not an integer', 1, true) then
+    return redis.error_reply('WRONGTYPE ' .. what)
   end
-  redis.call('hset', KEYS[1], 'count', n + 1)
-  if redis.call('pttl', KEYS[1]) < tonumber(ARGV[2]) then
-    redis.call('pexpire', KEYS[1], ARGV[2])
-  end
-  return math.max(tonumber(v[2]) or 1, 1)
+  return reply
 end
-if owner == false and ARGV[3] ~= '1' and redis.call('exists', KEYS[1]) == 0 then
-  local token = redis.call('hincrby', KEYS[2], 'last', 1)
+if ARGV[2] == '0' then
+  if redis.call('exists', KEYS[1]) == 1 then
+    local owner = redis.pcall('hget', KEYS[1], 'owner')
+    if type(owner) == 'table' then
+      return failed(owner, 'lock key ' .. KEYS[1] .. ' is not a lock hash')
+    end
+    if owner ~= ARGV[1] then
+      local ttl = redis.call('pttl', KEYS[1])
+      if ttl >= 0 then
+        return -math.max(ttl, 1)
+      end
+      return 0
+    end
+  end
+  local token = redis.pcall('incr', KEYS[2])
+  if type(token) == 'table' then
+    return failed(token, 'fencing counter ' .. KEYS[2] .. ' is not an integer')
+  end
   if token == 1 then
     local now = redis.call('time')
     token = tonumber(now[1]) * 1000000 + tonumber(now[2])
-    redis.call('hset', KEYS[2], 'last', token)
-    redis.call('pexpire', KEYS[2], FENCE_TTL_MS)
+    redis.call('set', KEYS[2], token)
   end
   redis.call('hset', KEYS[1], 'owner', ARGV[1], 'count', 1, 'token', token)
-  redis.call('pexpire', KEYS[1], ARGV[2])
+  redis.call('pexpire', KEYS[1], ARGV[3])
   return token
 end
-local ttl = redis.call('pttl', KEYS[1])
-if ttl >= 0 then
-  return -math.max(ttl, 1)
+local v = redis.pcall('hmget', KEYS[1], 'owner', 'count', 'token')
+if v.err then
+  return failed(v, 'lock key ' .. KEYS[1] .. ' is not a lock hash')
 end
-return 0
+if v[1] ~= ARGV[1] or tonumber(v[3]) ~= tonumber(ARGV[2]) then
+  return 0
+end
+local n = tonumber(v[2])
+if n == nil or n ~= n or n < 1 or n >= 2^53 or n ~= math.floor(n) then
+  return redis.error_reply('WRONGTYPE lock key ' .. KEYS[1] .. ' has a count that is not a positive integer')
+end
+redis.call('hset', KEYS[1], 'count', n + 1)
+if redis.call('pttl', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('pexpire', KEYS[1], ARGV[3])
+end
+return tonumber(ARGV[2])
 `)
 
-// releaseScript gives up one reentrant level.
+// releaseScript gives up one reentrant level of a hold.
 //
-//	KEYS[1] lock key, KEYS[2] fence
-//	ARGV[1] owner, ARGV[2] "1" if this is the caller's last level,
-//	ARGV[3] the channel that announces the release to waiters,
-//	ARGV[4] "publish", or "spublish" on a cluster (sharded pub/sub),
-//	ARGV[5] the hold's fencing token
+//	KEYS[1] lock key, KEYS[2] its release latch
+//	ARGV[1] owner, ARGV[2] the hold's token, or "0" to give back whatever
+//	hold of this owner the key has (only for a Lock that has none),
+//	ARGV[3] "1" if this is the caller's last level,
+//	ARGV[4] the channel that announces the release to waiters,
+//	ARGV[5] "publish", or "spublish" on a cluster (sharded pub/sub)
 //
-// Returns -1 when the owner does not hold the key; 0 when the key was
-// deleted (last level) and the release announced; otherwise the count left.
+// Returns -1 when the hold is not on the key; 0 when the key was deleted
+// (last level) and the release announced; otherwise the count left.
 // The caller's own count is authoritative: the last level deletes the key
 // whatever the stored count says, and an earlier level never lets the stored
 // count drop below 1, so a request retried by the client cannot release too
 // much or too little; a stored count that is not a positive integer is
-// reset to 1. A last release records the hold's token in the fence, so
-// that the client retrying it after a lost reply gets 0, not -1 — unless
-// another hold of the name was released in between (the record keeps one
-// token), which makes the retry report a loss that did not happen. The
-// releases that give back an unwanted grant ignore the reply, so the token
-// they pass (the previous hold's) does not matter.
+// reset to 1. A last release leaves the hold's token in the latch for
+// ReleaseLatchTTL, so that the client retrying it after a lost reply gets 0, not
+// -1.
 var releaseScript = newScript(`
-local owner = redis.pcall('hget', KEYS[1], 'owner')
-if owner ~= ARGV[1] then
-  if ARGV[2] == '1' and redis.call('hget', KEYS[2], 'released') == ARGV[5] then
+local v = redis.pcall('hmget', KEYS[1], 'owner', 'token')
+if v.err or v[1] ~= ARGV[1] or (ARGV[2] ~= '0' and tonumber(v[2]) ~= tonumber(ARGV[2])) then
+  if ARGV[3] == '1' and ARGV[2] ~= '0' and redis.pcall('get', KEYS[2]) == ARGV[2] then
     return 0
   end
   return -1
 end
-if ARGV[2] == '1' then
+if ARGV[3] == '1' then
   redis.call('del', KEYS[1])
-  if redis.call('hset', KEYS[2], 'released', ARGV[5]) == 1 and redis.call('pttl', KEYS[2]) < 0 then
-    redis.call('pexpire', KEYS[2], FENCE_TTL_MS)
-  end
-  redis.call(ARGV[4], ARGV[3], '')
+  redis.call('set', KEYS[2], ARGV[2], 'px', LATCH_TTL_MS)
+  redis.call(ARGV[5], ARGV[4], '')
   return 0
 end
 local n = tonumber(redis.call('hget', KEYS[1], 'count'))
@@ -122,18 +154,19 @@ return n - 1
 
 // extendScript renews the leases of one or more holds in one call.
 //
-//	KEYS[i]     lock key of hold i
-//	ARGV[2i-1]  owner of hold i, ARGV[2i] its TTL in ms
+//	KEYS[i]       lock key of hold i
+//	ARGV[3i-2]    owner of hold i, ARGV[3i-1] its token, ARGV[3i] its TTL in ms
 //
-// Returns an array with, for each key, 1 if the owner holds it (its lease
+// Returns an array with, for each key, 1 if the hold is on it (its lease
 // now lasts at least the TTL) and 0 if not. A key of another type counts as
 // not held.
 var extendScript = redis.NewScript(`
 local res = {}
 for i, key in ipairs(KEYS) do
-  if redis.pcall('hget', key, 'owner') == ARGV[2*i-1] then
-    if redis.call('pttl', key) < tonumber(ARGV[2*i]) then
-      redis.call('pexpire', key, ARGV[2*i])
+  local v = redis.pcall('hmget', key, 'owner', 'token')
+  if not v.err and v[1] == ARGV[3*i-2] and tonumber(v[2]) == tonumber(ARGV[3*i-1]) then
+    if redis.call('pttl', key) < tonumber(ARGV[3*i]) then
+      redis.call('pexpire', key, ARGV[3*i])
     end
     res[i] = 1
   else
@@ -146,12 +179,13 @@ return res
 // pttlScript reads the remaining lease of a hold.
 //
 //	KEYS[1] lock key
-//	ARGV[1] owner
+//	ARGV[1] owner, ARGV[2] the hold's token
 //
-// Returns the PTTL in ms when the owner holds the key (-1: no expiry), or
-// -2 when it does not.
+// Returns the PTTL in ms when the hold is on the key (-1: no expiry), or
+// -2 when it is not.
 var pttlScript = redis.NewScript(`
-if redis.pcall('hget', KEYS[1], 'owner') ~= ARGV[1] then
+local v = redis.pcall('hmget', KEYS[1], 'owner', 'token')
+if v.err or v[1] ~= ARGV[1] or tonumber(v[2]) ~= tonumber(ARGV[2]) then
   return -2
 end
 return redis.call('pttl', KEYS[1])

@@ -41,7 +41,7 @@ func TestSentinel(t *testing.T) {
 			c := st.FailoverClient(t, failoverRetry)
 			rivalClient := st.FailoverClient(t, failoverRetry)
 			name := "sentinel:" + tc.name
-			holder := newLock(t, c, name, redislock.WithTTL(15*time.Second), redislock.WithMinReplicas(1, time.Second))
+			holder := newLock(t, c, name, redislock.WithTTL(15*time.Second), redislock.WithMinReplicas(1, 500*time.Millisecond))
 			rival := newLock(t, rivalClient, name, redislock.WithTTL(15*time.Second))
 			require.NoError(t, holder.Acquire(ctx))
 			token := holder.Token()

@@ -14,7 +14,7 @@ import (
 // never sleeps longer than the holder's remaining lease or the backoff, so a
 // release that announces nothing (an expiry, the Python original, a lost
 // message) is still noticed in bounded time.
-func (l *Lock) wait(ctx context.Context) error {
+func (l *Lock) wait(ctx context.Context) (*hold, error) {
 	n, w := join(l.client, l.channel)
 	acquired := false
 	defer func() { n.leave(w, acquired) }()
@@ -25,7 +25,7 @@ func (l *Lock) wait(ctx context.Context) error {
 	for {
 		if !n.isHead(w) {
 			if err := b.sleep(ctx, l.opts.retryMax, w.wake); err != nil {
-				return errors.Join(ErrNotAcquired, err)
+				return nil, errors.Join(ErrNotAcquired, err)
 			}
 			continue
 		}
@@ -33,17 +33,17 @@ func (l *Lock) wait(ctx context.Context) error {
 			// Subscribed before trying, so no release can fall between the
 			// try and the subscription. Without a confirmation in time, poll.
 			if err := b.sleep(ctx, l.opts.retryMax, w.q.ready); err != nil {
-				return errors.Join(ErrNotAcquired, err)
+				return nil, errors.Join(ErrNotAcquired, err)
 			}
 			confirmed = true
 		}
-		ok, pttl, err := l.attempt(ctx)
-		if ok {
+		h, pttl, err := l.attempt(ctx)
+		if h != nil {
 			acquired = true
-			return nil
+			return h, nil
 		}
 		if err != nil && !retryable(err) {
-			return err
+			return nil, err
 		}
 		wake := w.wake
 		if errors.Is(err, errTooLate) {
@@ -52,7 +52,7 @@ func (l *Lock) wait(ctx context.Context) error {
 			wake = nil
 		}
 		if err := b.sleep(ctx, b.next(pttl), wake); err != nil {
-			return errors.Join(ErrNotAcquired, err)
+			return nil, errors.Join(ErrNotAcquired, err)
 		}
 	}
 }

@@ -4,82 +4,87 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // WithLock acquires the lock as [Lock.Acquire] does, runs fn, and releases
 // the level it took, also when fn panics. The context fn receives carries
 // the hold, so Acquire or WithLock on a Lock with the same key and client
-// re-enters it, and is cancelled with cause ErrLockLost (see
-// [context.Cause]) if the hold is lost. WithLock returns fn's error joined
-// with the loss cause or the release error, or ErrInvalidArgument for a nil
-// fn.
+// re-enters it, and is cancelled if the hold is lost, with a cause that
+// matches ErrLockLost: errors.Is(context.Cause(ctx), ErrLockLost). WithLock
+// returns fn's error joined with the loss cause or the release error, or
+// ErrInvalidArgument for a nil fn.
 func (l *Lock) WithLock(ctx context.Context, fn func(ctx context.Context) error) (err error) {
 	if fn == nil {
 		return fmt.Errorf("%w: nil function", ErrInvalidArgument)
 	}
-	if err := l.Acquire(ctx); err != nil {
+	h, err := l.acquire(ctx)
+	if err != nil {
 		return err
 	}
-	holder := l.holder()
-	fctx, cancel := context.WithCancelCause(withHolder(ctx, holder))
-	key := holder.addCancel(&cancel)
+	fctx, cancel := context.WithCancelCause(withHolder(ctx, h))
+	key := h.addCancel(&cancel)
 	released := false
 	defer func() {
 		if !released {
 			// fn panicked: give the level back, then let the panic go on.
-			holder.removeCancel(key)
+			h.removeCancel(key)
 			cancel(nil)
-			_ = l.Release(ctx)
+			_ = l.releaseHold(ctx, h)
 		}
 	}()
 	fnErr := fn(fctx)
-	holder.removeCancel(key)
+	h.removeCancel(key)
 	lost := context.Cause(fctx)
 	cancel(nil)
 	released = true
-	relErr := l.Release(ctx)
+	relErr := l.releaseHold(ctx, h)
 	if errors.Is(lost, ErrLockLost) && !errors.Is(relErr, ErrLockLost) {
 		relErr = errors.Join(relErr, lost)
 	}
 	return errors.Join(fnErr, relErr)
 }
 
-// holder returns the Lock whose hold l uses: a lender or l itself.
-func (l *Lock) holder() *Lock {
-	if lender := l.lender(); lender != nil {
-		return lender
-	}
-	return l
-}
-
-func (l *Lock) lender() *Lock {
+// current returns the hold this Lock acts on: its own; else the newest
+// borrowed one that has not ended; else the newest borrowed one (ended);
+// nil when it has none.
+func (l *Lock) current() *hold {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if n := len(l.lenders); n > 0 {
-		return l.lenders[n-1]
+	if h := l.hold; h != nil || len(l.borrows) == 0 {
+		l.mu.Unlock()
+		return h
 	}
-	return nil
-}
-
-// borrow re-enters lender's hold on behalf of l.
-func (l *Lock) borrow(ctx context.Context, lender *Lock) error {
-	if err := lender.Acquire(ctx); err != nil {
-		return err
-	}
-	l.mu.Lock()
-	l.lenders = append(l.lenders, lender)
+	bs := slices.Clone(l.borrows)
 	l.mu.Unlock()
-	return nil
+	// The lenders' state is read without l.mu: a lender may borrow from a
+	// later hold of this Lock, and two Locks must never wait for each
+	// other's mutex.
+	for i := len(bs) - 1; i >= 0; i-- {
+		if !bs[i].isEnded() {
+			return bs[i]
+		}
+	}
+	return bs[len(bs)-1]
 }
 
-// addCancel registers cancel to run when the current hold is lost; if there
-// is no live hold it runs at once.
-func (l *Lock) addCancel(cancel *context.CancelCauseFunc) *context.CancelCauseFunc {
+// liveBorrow returns the newest borrowed hold that has not ended, when l
+// has no own hold; nil otherwise.
+func (l *Lock) liveBorrow() *hold {
+	h := l.current()
+	if h == nil || h.lock == l || h.isEnded() {
+		return nil
+	}
+	return h
+}
+
+// addCancel registers cancel to run when h ends; if it has ended, cancel
+// runs at once.
+func (h *hold) addCancel(cancel *context.CancelCauseFunc) *context.CancelCauseFunc {
+	l := h.lock
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	h := l.hold
-	if h == nil {
-		(*cancel)(l.lostErr())
+	if h.ended {
+		(*cancel)(h.notHeldErr())
 		return cancel
 	}
 	if h.cancels == nil {
@@ -89,10 +94,8 @@ func (l *Lock) addCancel(cancel *context.CancelCauseFunc) *context.CancelCauseFu
 	return cancel
 }
 
-func (l *Lock) removeCancel(cancel *context.CancelCauseFunc) {
-	l.mu.Lock()
-	if h := l.hold; h != nil {
-		delete(h.cancels, cancel)
-	}
-	l.mu.Unlock()
+func (h *hold) removeCancel(cancel *context.CancelCauseFunc) {
+	h.lock.mu.Lock()
+	delete(h.cancels, cancel)
+	h.lock.mu.Unlock()
 }
