@@ -165,7 +165,8 @@ func (l *Lock) attempt(ctx context.Context) (*hold, time.Duration, error) {
 		_, _ = l.sendRelease(ctx, true, g.token)
 		return nil, 0, fmt.Errorf("%w: the acquire round trip outlasted the %v lease", errTooLate, l.opts.ttl)
 	}
-	h = &hold{lock: l, count: 1, token: g.token, tokenArg: g.token, deadline: deadline, index: -1}
+	h = &hold{lock: l, count: 1, token: g.token, deadline: deadline, index: -1}
+	h.tokenArg = &h.token
 	if !l.opts.noHeartbeat {
 		schedule(l.client, h, start.Add(l.opts.heartbeat))
 	}

@@ -20,7 +20,7 @@ type hold struct {
 	lost     chan struct{} // made when Lost asks for it
 	cancels  map[*context.CancelCauseFunc]struct{}
 	token    int64
-	tokenArg any // token, boxed once for the requests that carry it
+	tokenArg any // &token, for the requests that carry it without boxing
 	count    int32
 	ended    bool
 	cause    error // why it was lost; nil while live or when released
@@ -42,7 +42,7 @@ func (h *hold) renewScript() *redis.Script { return extendScript }
 
 // appendRenewArgs appends h's arguments for its renewal script to args.
 func (h *hold) appendRenewArgs(args []any) []any {
-	return append(args, h.lock.owner, h.tokenArg, h.lock.ttlMs)
+	return append(args, &h.lock.owner, h.tokenArg, &h.lock.ttlMs)
 }
 
 // Channels for Lost when there is no hold: one that is never closed, and

@@ -16,7 +16,6 @@ import (
 // mutual exclusion between goroutines, give each its own Lock.
 type Lock struct {
 	client  redis.UniversalClient
-	name    string
 	key     string
 	channel string // announces releases; see channelFor
 	owner   string
@@ -25,10 +24,13 @@ type Lock struct {
 
 	// Script keys and whole EVALSHA commands for the requests on the hot
 	// path, built once; see evalsha. The commands' token argument (index
-	// tokenArg) is set for each request while op is held.
-	acquireKeys, releaseKeys     []string
-	acquireFresh, acquireReentry []any
-	release, releaseLast         []any
+	// tokenArg) and the release's last-level flag (lastArg) are set for each
+	// request while op is held.
+	acquireKeys, releaseKeys []string
+	acquireCmd, releaseCmd   []any
+	fence, latch             string
+	keyBuf                   [4]string
+	cmdBuf                   [8 + 10]any
 
 	// op serialises this Lock's requests to Redis, so that the local count
 	// and the stored one change in the same order. It is held across round
@@ -44,9 +46,13 @@ type Lock struct {
 	deadline  *time.Timer     // fires at the own hold's validity deadline
 }
 
-// tokenArg is the index of the token in the prebuilt commands: after
-// "evalsha", the SHA, the key count, two keys and the owner.
-const tokenArg = 6
+// Indexes of the arguments set per request in the prebuilt commands: the
+// token after "evalsha", the SHA, the key count, two keys and the owner;
+// the release's last-level flag after the token.
+const (
+	tokenArg = 6
+	lastArg  = 7
+)
 
 // New returns a Lock on the key prefix+name. It makes no Redis call.
 // It fails with ErrInvalidArgument when client is nil, name is empty, or an
@@ -58,8 +64,9 @@ func New(client redis.UniversalClient, name string, opts ...Option) (*Lock, erro
 	if name == "" {
 		return nil, fmt.Errorf("%w: empty lock name", ErrInvalidArgument)
 	}
-	o, err := newOptions(opts)
-	if err != nil {
+	l := &Lock{client: client, lost: neverLost}
+	o := &l.opts // set in place: options applied to a local would escape
+	if err := o.init(opts); err != nil {
 		return nil, err
 	}
 	if o.minReplicas > 0 {
@@ -70,35 +77,22 @@ func New(client redis.UniversalClient, name string, opts ...Option) (*Lock, erro
 	if !o.ownerSet {
 		o.owner = uuid.NewString()
 	}
-	l := &Lock{
-		client: client,
-		name:   name,
-		key:    o.prefix + name,
-		owner:  o.owner,
-		opts:   o,
-		ttlMs:  o.ttl.Milliseconds(),
-		lost:   neverLost,
-		op:     make(chan struct{}, 1),
-	}
-	l.channel = channelFor(l.key)
-	keys := [...]string{l.key, fenceKeyFor(l.key), l.key, latchKeyFor(l.key)}
-	l.acquireKeys, l.releaseKeys = keys[0:2:2], keys[2:4:4]
-	publish := "publish"
+	l.key, l.owner, l.ttlMs = o.prefix+name, o.owner, o.ttl.Milliseconds()
+	l.op = make(chan struct{}, 1)
+	names := derivedNames(l.key)
+	l.channel, l.fence, l.latch = names.channel, names.fence, names.latch
+	l.keyBuf = [...]string{l.key, l.fence, l.key, l.latch}
+	l.acquireKeys, l.releaseKeys = l.keyBuf[0:2:2], l.keyBuf[2:4:4]
+	// The commands live in the Lock and point to its fields, so that they
+	// cost no allocation of their own: New is paid by every lock name in
+	// the one-Lock-per-entity pattern. go-redis reads *string and *int64
+	// arguments as their values, for routing too.
+	var pub any = "publish"
 	if _, ok := client.(*redis.ClusterClient); ok {
-		publish = "spublish" // heard on the channel's shard only
+		pub = "spublish" // heard on the channel's shard only
 	}
-	// One backing array and each value boxed once: New is paid by every
-	// lock name in the one-Lock-per-entity pattern.
-	var (
-		key, fence, latch any = l.key, keys[1], keys[3]
-		owner, ttl, ch    any = l.owner, l.ttlMs, l.channel
-		pub               any = publish
-	)
-	var buf [2*8 + 2*10]any
-	l.acquireFresh = append(buf[0:0:8], "evalsha", acquireSHA, 2, key, fence, owner, "0", ttl)
-	l.acquireReentry = append(buf[8:8:16], "evalsha", acquireSHA, 2, key, fence, owner, "0", ttl)
-	l.release = append(buf[16:16:26], "evalsha", releaseSHA, 2, key, latch, owner, "0", "0", ch, pub)
-	l.releaseLast = append(buf[26:26:36], "evalsha", releaseSHA, 2, key, latch, owner, "0", "1", ch, pub)
+	l.acquireCmd = append(l.cmdBuf[0:0:8], "evalsha", acquireSHA, 2, &l.key, &l.fence, &l.owner, "0", &l.ttlMs)
+	l.releaseCmd = append(l.cmdBuf[8:8:18], "evalsha", releaseSHA, 2, &l.key, &l.latch, &l.owner, "0", "0", &l.channel, pub)
 	return l, nil
 }
 
@@ -122,7 +116,7 @@ func checkClient(client redis.UniversalClient) error {
 }
 
 // Name returns the lock name given to [New].
-func (l *Lock) Name() string { return l.name }
+func (l *Lock) Name() string { return l.key[len(l.opts.prefix):] }
 
 // Key returns the Redis key of the lock: the key prefix followed by the name.
 func (l *Lock) Key() string { return l.key }

@@ -13,23 +13,31 @@ import (
 // channelFor returns the pub/sub channel on which releases of key are
 // announced. Channels and keys live in separate namespaces; the prefix keeps
 // it apart from other applications' channels.
-func channelFor(key string) string {
-	return "redislock:{" + slotTag(keySlot(key)) + "}:" + key
-}
+func channelFor(key string) string { return derivedNames(key).channel }
 
 // fenceKeyFor returns the fencing counter of key's cluster slot: one
 // integer shared by every lock name of the slot, so that the counters in a
 // database number at most 16,384 whatever the number of names. It never
 // expires.
-func fenceKeyFor(key string) string {
-	return "redislock:{" + slotTag(keySlot(key)) + "}:fence"
-}
+func fenceKeyFor(key string) string { return derivedNames(key).fence }
 
 // latchKeyFor returns the release latch of key: the token of the hold last
 // released, kept for [ReleaseLatchTTL] so that a retried release is known to
 // have succeeded.
-func latchKeyFor(key string) string {
-	return "redislock:{" + slotTag(keySlot(key)) + "}:released:" + key
+func latchKeyFor(key string) string { return derivedNames(key).latch }
+
+// names are the names derived from one lock key.
+type names struct{ channel, fence, latch string }
+
+func derivedNames(key string) names {
+	var b [12]byte
+	tag := strconv.AppendUint(b[:0], uint64(slotTag(keySlot(key))), 10)
+	// string(tag) inside a concatenation does not allocate.
+	return names{
+		channel: "redislock:{" + string(tag) + "}:" + key,
+		fence:   "redislock:{" + string(tag) + "}:fence",
+		latch:   "redislock:{" + string(tag) + "}:released:" + key,
+	}
 }
 
 // keySlot is the Redis Cluster hash slot of key: CRC16 of its hash tag (the
@@ -46,17 +54,21 @@ func keySlot(key string) uint16 {
 
 var slotTags struct {
 	once sync.Once
-	tags [16384]string
+	tags [16384]uint32
 }
 
-// slotTag returns the shortest decimal string whose slot is slot.
-func slotTag(slot uint16) string {
+// slotTag returns the smallest number whose decimal form hashes to slot:
+// the shortest hash tag that puts a name into that slot.
+func slotTag(slot uint16) uint32 {
 	slotTags.once.Do(func() {
+		var buf [12]byte
+		seen := make([]bool, len(slotTags.tags))
 		left := len(slotTags.tags)
-		for i := 0; left > 0; i++ {
-			s := strconv.Itoa(i)
-			if t := &slotTags.tags[crc16(s)%16384]; *t == "" {
-				*t = s
+		for i := uint32(0); left > 0; i++ {
+			s := crc16(strconv.AppendUint(buf[:0], uint64(i), 10)) % 16384
+			if !seen[s] {
+				seen[s] = true
+				slotTags.tags[s] = i
 				left--
 			}
 		}
@@ -66,7 +78,7 @@ func slotTag(slot uint16) string {
 
 // crc16 is CRC-16/XMODEM (polynomial 0x1021, initial value 0), the checksum
 // Redis Cluster hashes keys with.
-func crc16(s string) uint16 {
+func crc16[T string | []byte](s T) uint16 {
 	var crc uint16
 	for i := 0; i < len(s); i++ {
 		crc ^= uint16(s[i]) << 8

@@ -107,8 +107,9 @@ func WithMinReplicas(n int, timeout time.Duration) Option {
 	return func(o *options) { o.minReplicas, o.replicaTimeout, o.replicasSet = n, timeout, true }
 }
 
-func newOptions(opts []Option) (options, error) {
-	o := options{
+// init sets o to the defaults with opts applied, and validates it.
+func (o *options) init(opts []Option) error {
+	*o = options{
 		ttl:      DefaultTTL,
 		retryMin: DefaultRetryMin,
 		retryMax: DefaultRetryMax,
@@ -116,17 +117,17 @@ func newOptions(opts []Option) (options, error) {
 	}
 	for _, opt := range opts {
 		if opt == nil {
-			return o, fmt.Errorf("%w: nil Option", ErrInvalidArgument)
+			return fmt.Errorf("%w: nil Option", ErrInvalidArgument)
 		}
-		opt(&o)
+		opt(o)
 	}
 	if err := o.validate(); err != nil {
-		return o, err
+		return err
 	}
 	if !o.heartbeatSet {
 		o.heartbeat = min(o.ttl/3, maxHeartbeat(o.ttl))
 	}
-	return o, nil
+	return nil
 }
 
 func (o *options) validate() error {

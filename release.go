@@ -165,11 +165,12 @@ func (l *Lock) releaseLevel(ctx context.Context, want *hold) error {
 // has), detached from ctx's cancellation and bounded by
 // DefaultReleaseTimeout. op must be held.
 func (l *Lock) sendRelease(ctx context.Context, final bool, token any) (int64, error) {
-	cmd := l.release
-	if final {
-		cmd = l.releaseLast
-	}
+	cmd := l.releaseCmd
 	cmd[tokenArg] = token
+	cmd[lastArg] = "0"
+	if final {
+		cmd[lastArg] = "1"
+	}
 	n, err := evalsha(detach(ctx, DefaultReleaseTimeout), l.client, releaseScript, l.releaseKeys, cmd).Int64()
 	if err != nil {
 		return 0, l.wrapRedisErr("release", err)

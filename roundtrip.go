@@ -21,11 +21,8 @@ type grant struct {
 // a re-entry of the hold with that token.
 func (l *Lock) runAcquire(ctx context.Context, token any) (grant, error) {
 	var g grant
-	cmd := l.acquireFresh
 	fresh := token == "0"
-	if !fresh {
-		cmd = l.acquireReentry
-	}
+	cmd := l.acquireCmd
 	cmd[tokenArg] = token // op is held
 	var v any
 	var err error
