@@ -137,6 +137,11 @@ func (l *Lock) attempt(ctx context.Context) (*hold, time.Duration, error) {
 		}
 		return l.reenter(ctx, h)
 	}
+	if l.guard != nil {
+		if err := l.guard(); err != nil {
+			return nil, 0, err
+		}
+	}
 
 	start := time.Now()
 	g, err := l.runAcquire(ctx, "0")

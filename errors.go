@@ -34,6 +34,14 @@ var (
 	// key is removed. The call that reports it changed nothing.
 	ErrWrongType = errors.New("redislock: a key of the lock holds a value of the wrong type")
 
+	// ErrLimitMismatch means a semaphore acquire asked for another limit
+	// than the one its current holders set (see [NewSemaphore]).
+	ErrLimitMismatch = errors.New("redislock: semaphore limit differs from its holders'")
+
+	// ErrWouldDeadlock means the acquire can never succeed for this owner:
+	// an [RWLock]'s writer asked for the lock while its own reader holds it.
+	ErrWouldDeadlock = errors.New("redislock: acquire would deadlock")
+
 	// ErrNotReplicated means fewer replicas than [WithMinReplicas] asks for
 	// acknowledged an acquire or extension in time. An acquire is undone and
 	// fails with it joined with ErrNotAcquired; an extension leaves the hold

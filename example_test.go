@@ -51,7 +51,8 @@ func ExampleLock_WithLock() {
 		panic(err)
 	}
 	err = lock.WithLock(ctx, func(ctx context.Context) error {
-		// ctx is cancelled, with cause ErrLockLost, if the lock is lost.
+		// ctx is cancelled if the lock is lost; then
+		// errors.Is(context.Cause(ctx), redislock.ErrLockLost).
 		fmt.Println("generating the report")
 		return nil
 	})
@@ -133,4 +134,76 @@ func ExampleLock_Lost() {
 	// Output:
 	// stopped: redislock: lock lost: the key is gone or held by another owner
 	// true
+}
+
+func ExampleNewSemaphore() {
+	client, stop := exampleRedis()
+	defer stop()
+	ctx := context.Background()
+
+	// At most two workers call the partner API at once.
+	a, _ := redislock.NewSemaphore(client, "partner-api", 2)
+	b, _ := redislock.NewSemaphore(client, "partner-api", 2)
+	c, _ := redislock.NewSemaphore(client, "partner-api", 2)
+	_ = a.Acquire(ctx)
+	_ = b.Acquire(ctx)
+	ok, _ := c.TryAcquire(ctx)
+	fmt.Println("third worker got a permit:", ok)
+	n, _ := redislock.SemaphoreHolders(ctx, client, "partner-api")
+	fmt.Println("permits held:", n)
+
+	_, err := redislock.NewSemaphore(client, "partner-api", 5)
+	if err == nil {
+		other, _ := redislock.NewSemaphore(client, "partner-api", 5)
+		_, err = other.TryAcquire(ctx)
+	}
+	fmt.Println("another limit:", errors.Is(err, redislock.ErrLimitMismatch))
+
+	_ = a.Release(ctx)
+	ok, _ = c.TryAcquire(ctx)
+	fmt.Println("after a release:", ok)
+	_ = b.Release(ctx)
+	_ = c.Release(ctx)
+	// Output:
+	// third worker got a permit: false
+	// permits held: 2
+	// another limit: true
+	// after a release: true
+}
+
+func ExampleNewRWLock() {
+	client, stop := exampleRedis()
+	defer stop()
+	ctx := context.Background()
+
+	// Many readers of the cached report, one rebuilder.
+	reader1, _ := redislock.NewRWLock(client, "report")
+	reader2, _ := redislock.NewRWLock(client, "report")
+	rebuilder, _ := redislock.NewRWLock(client, "report")
+
+	_ = reader1.Reader().Acquire(ctx)
+	ok, _ := reader2.Reader().TryAcquire(ctx)
+	fmt.Println("second reader:", ok)
+	ok, _ = rebuilder.Writer().TryAcquire(ctx)
+	fmt.Println("writer while reading:", ok)
+	_ = reader1.Reader().Release(ctx)
+	_ = reader2.Reader().Release(ctx)
+
+	err := rebuilder.Writer().WithLock(ctx, func(ctx context.Context) error {
+		fmt.Println("rebuilding alone")
+		return nil
+	})
+	fmt.Println("err:", err)
+
+	// A reader asking for the write lock would wait for itself.
+	_ = reader1.Reader().Acquire(ctx)
+	err = reader1.Writer().Acquire(ctx)
+	fmt.Println("upgrade:", errors.Is(err, redislock.ErrWouldDeadlock))
+	_ = reader1.Reader().Release(ctx)
+	// Output:
+	// second reader: true
+	// writer while reading: false
+	// rebuilding alone
+	// err: <nil>
+	// upgrade: true
 }

@@ -38,7 +38,7 @@ type hold struct {
 // returns an array with 1 for each hold still held (its lease now at least
 // its TTL) and 0 for each that is not. Holds of one round that share a
 // renewal script may share a call.
-func (h *hold) renewScript() *redis.Script { return extendScript }
+func (h *hold) renewScript() *redis.Script { return h.lock.prim.renew }
 
 // appendRenewArgs appends h's arguments for its renewal script to args.
 func (h *hold) appendRenewArgs(args []any) []any {

@@ -53,9 +53,9 @@ func (l *Lock) extendHold(ctx context.Context, want *hold, ttl time.Duration) er
 	var v any
 	var replicas int64
 	if l.opts.minReplicas > 0 {
-		v, replicas, err = l.evalReplicated(ctx, extendScript, l.acquireKeys[:1], args)
+		v, replicas, err = l.evalReplicated(ctx, l.prim.renew, l.acquireKeys[:1], args)
 	} else {
-		v, err = extendScript.Run(ctx, l.client, l.acquireKeys[:1], args...).Result()
+		v, err = l.prim.renew.Run(ctx, l.client, l.acquireKeys[:1], args...).Result()
 	}
 	if err != nil {
 		return l.wrapRedisErr("extend", err)
@@ -112,7 +112,7 @@ func (l *Lock) ttlOf(ctx context.Context, want *hold) (time.Duration, error) {
 		defer l.mu.Unlock()
 		return 0, want.notHeldErr()
 	}
-	n, err := pttlScript.Run(ctx, l.client, l.acquireKeys[:1], l.owner, h.tokenArg).Int64()
+	n, err := l.prim.pttl.Run(ctx, l.client, l.acquireKeys[:1], l.owner, h.tokenArg).Int64()
 	if err != nil {
 		return 0, l.wrapRedisErr("ttl", err)
 	}

@@ -16,6 +16,7 @@ import (
 // mutual exclusion between goroutines, give each its own Lock.
 type Lock struct {
 	client  redis.UniversalClient
+	prim    *primitive
 	key     string
 	channel string // announces releases; see channelFor
 	owner   string
@@ -30,7 +31,10 @@ type Lock struct {
 	acquireCmd, releaseCmd   []any
 	fence, latch             string
 	keyBuf                   [4]string
-	cmdBuf                   [8 + 10]any
+	cmdBuf                   [8 + maxExtra + 10]any
+
+	// guard, when set, refuses a fresh acquire that could never succeed.
+	guard func() error
 
 	// op serialises this Lock's requests to Redis, so that the local count
 	// and the stored one change in the same order. It is held across round
@@ -54,17 +58,23 @@ const (
 	lastArg  = 7
 )
 
-// New returns a Lock on the key prefix+name. It makes no Redis call.
-// It fails with ErrInvalidArgument when client is nil, name is empty, or an
-// option is out of range.
+// New returns a mutex: a Lock on the key prefix+name that one owner holds
+// at a time. It makes no Redis call. It fails with ErrInvalidArgument when
+// client is nil, name is empty, or an option is out of range.
 func New(client redis.UniversalClient, name string, opts ...Option) (*Lock, error) {
+	return newLock(client, name, mutex, opts, nil)
+}
+
+// newLock returns a Lock of primitive p. extra are p's own acquire
+// arguments (at most maxExtra).
+func newLock(client redis.UniversalClient, name string, p *primitive, opts []Option, extra []any) (*Lock, error) {
 	if err := checkClient(client); err != nil {
 		return nil, err
 	}
 	if name == "" {
 		return nil, fmt.Errorf("%w: empty lock name", ErrInvalidArgument)
 	}
-	l := &Lock{client: client, lost: neverLost}
+	l := &Lock{client: client, prim: p, lost: neverLost}
 	o := &l.opts // set in place: options applied to a local would escape
 	if err := o.init(opts); err != nil {
 		return nil, err
@@ -81,6 +91,11 @@ func New(client redis.UniversalClient, name string, opts ...Option) (*Lock, erro
 	l.op = make(chan struct{}, 1)
 	names := derivedNames(l.key)
 	l.channel, l.fence, l.latch = names.channel, names.fence, names.latch
+	if p.shared {
+		// Several owners release in turn: a latch per owner, so that one's
+		// retried release does not find another's token.
+		l.latch += ":" + l.owner
+	}
 	l.keyBuf = [...]string{l.key, l.fence, l.key, l.latch}
 	l.acquireKeys, l.releaseKeys = l.keyBuf[0:2:2], l.keyBuf[2:4:4]
 	// The commands live in the Lock and point to its fields, so that they
@@ -91,10 +106,14 @@ func New(client redis.UniversalClient, name string, opts ...Option) (*Lock, erro
 	if _, ok := client.(*redis.ClusterClient); ok {
 		pub = "spublish" // heard on the channel's shard only
 	}
-	l.acquireCmd = append(l.cmdBuf[0:0:8], "evalsha", acquireSHA, 2, &l.key, &l.fence, &l.owner, "0", &l.ttlMs)
-	l.releaseCmd = append(l.cmdBuf[8:8:18], "evalsha", releaseSHA, 2, &l.key, &l.latch, &l.owner, "0", "0", &l.channel, pub)
+	l.acquireCmd = append(l.cmdBuf[0:0:8+maxExtra], "evalsha", p.acquireSHA, 2, &l.key, &l.fence, &l.owner, "0", &l.ttlMs)
+	l.acquireCmd = append(l.acquireCmd, extra...)
+	l.releaseCmd = append(l.cmdBuf[8+maxExtra:8+maxExtra:18+maxExtra], "evalsha", p.releaseSHA, 2, &l.key, &l.latch, &l.owner, "0", "0", &l.channel, pub)
 	return l, nil
 }
+
+// maxExtra is how many acquire arguments of its own a primitive may have.
+const maxExtra = 2
 
 // checkClient rejects nil clients and client values that cannot be compared,
 // since the heartbeat and context re-entry identify a client by equality.

@@ -171,7 +171,7 @@ func (l *Lock) sendRelease(ctx context.Context, final bool, token any) (int64, e
 	if final {
 		cmd[lastArg] = "1"
 	}
-	n, err := evalsha(detach(ctx, DefaultReleaseTimeout), l.client, releaseScript, l.releaseKeys, cmd).Int64()
+	n, err := evalsha(detach(ctx, DefaultReleaseTimeout), l.client, l.prim.release, l.releaseKeys, cmd).Int64()
 	if err != nil {
 		return 0, l.wrapRedisErr("release", err)
 	}

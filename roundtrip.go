@@ -27,9 +27,9 @@ func (l *Lock) runAcquire(ctx context.Context, token any) (grant, error) {
 	var v any
 	var err error
 	if l.opts.minReplicas > 0 && fresh {
-		v, g.replicas, err = l.evalReplicated(ctx, acquireScript, l.acquireKeys, cmd[3+len(l.acquireKeys):])
+		v, g.replicas, err = l.evalReplicated(ctx, l.prim.acquire, l.acquireKeys, cmd[3+len(l.acquireKeys):])
 	} else {
-		v, err = evalsha(ctx, l.client, acquireScript, l.acquireKeys, cmd).Result()
+		v, err = evalsha(ctx, l.client, l.prim.acquire, l.acquireKeys, cmd).Result()
 	}
 	if err != nil {
 		return g, l.wrapRedisErr("acquire", err)
@@ -107,6 +107,9 @@ func (l *Lock) wrapRedisErr(op string, err error) error {
 	var rerr redis.Error
 	if errors.As(err, &rerr) && isWrongType(rerr.Error()) {
 		return fmt.Errorf("redislock: %s %q: %w: %w", op, l.key, ErrWrongType, err)
+	}
+	if isLimitMismatch(err) {
+		return fmt.Errorf("redislock: %s %q: %w: %w", op, l.key, ErrLimitMismatch, err)
 	}
 	return fmt.Errorf("redislock: %s %q: %w", op, l.key, err)
 }

@@ -17,7 +17,9 @@ import (
 func (l *Lock) wait(ctx context.Context) (*hold, error) {
 	n, w := join(l.client, l.channel)
 	acquired := false
-	defer func() { n.leave(w, acquired) }()
+	// Leaving with a lock that others may share lets the next waiter try
+	// at once, as leaving without it does.
+	defer func() { n.leave(w, acquired && !l.prim.shared) }()
 
 	b := newBackoff(l.opts.retryMin, l.opts.retryMax)
 	defer b.stop()

@@ -1,17 +1,9 @@
 package redislock
 
-import (
-	"strconv"
-	"strings"
+import "github.com/redis/go-redis/v9"
 
-	"github.com/redis/go-redis/v9"
-)
-
-// newScript is redis.NewScript with the release latch's lifetime written
-// into the source (LATCH_TTL_MS), which saves an argument on every call.
-func newScript(src string) *redis.Script {
-	return redis.NewScript(strings.ReplaceAll(src, "LATCH_TTL_MS", strconv.FormatInt(ReleaseLatchTTL.Milliseconds(), 10)))
-}
+// mutex is the primitive of [New]: one owner at a time.
+var mutex = newPrimitive("mutex", false, acquireScript, releaseScript, extendScript, pttlScript)
 
 // The lock is a Redis hash at the lock key with fields "owner" (the
 // holder's identity) and "count" (its reentrant depth), expiring by
@@ -55,11 +47,6 @@ func newScript(src string) *redis.Script {
 // integer fails the call with an error starting "WRONGTYPE" naming the key.
 // Errors other than a wrong type (READONLY on a replica, OOM) are returned
 // as they are. A hash without an owner field is someone else's.
-var (
-	acquireSHA any = acquireScript.Hash()
-	releaseSHA any = releaseScript.Hash()
-)
-
 var acquireScript = newScript(`
 local function failed(reply, what)
   if string.sub(reply.err, 1, 9) == 'WRONGTYPE' or string.find(reply.err, 'not an integer', 1, true) then
