@@ -21,6 +21,19 @@ const (
 // serves it does nothing.
 func (c *Cluster) MoveSlot(tb testing.TB, slot int, dstAddr string) {
 	tb.Helper()
+	c.BeginMoveSlot(tb, slot, dstAddr)()
+}
+
+// BeginMoveSlot does the first half of [Cluster.MoveSlot]: it marks slot
+// importing on the master at dstAddr and migrating on its source, and
+// migrates all its keys, but leaves the slot assigned to the source. Until
+// finish is called, the source answers requests for the slot's keys with
+// ASK redirections to dstAddr, and dstAddr serves them only after ASKING.
+// finish assigns the slot to dstAddr as MoveSlot does and blocks until all
+// running nodes agree; it must be called once, from the test's goroutine.
+// If the slot is already served by dstAddr, finish does nothing.
+func (c *Cluster) BeginMoveSlot(tb testing.TB, slot int, dstAddr string) (finish func()) {
+	tb.Helper()
 	if slot < 0 || slot >= slotCount {
 		tb.Fatalf("clustertest: MoveSlot: slot %d is not in [0, %d)", slot, slotCount)
 	}
@@ -40,7 +53,7 @@ func (c *Cluster) MoveSlot(tb testing.TB, slot int, dstAddr string) {
 	case src == nil:
 		tb.Fatalf("clustertest: MoveSlot: no master serves slot %d per %s", slot, dstAddr)
 	case src == dst:
-		return
+		return func() {}
 	case !src.alive():
 		tb.Fatalf("clustertest: MoveSlot: slot %d is served by %s, which was killed", slot, src.addr)
 	}
@@ -69,19 +82,22 @@ func (c *Cluster) MoveSlot(tb testing.TB, slot int, dstAddr string) {
 		args := append([]any{"MIGRATE", host, port, "", 0, migrateTimeout, "KEYS"}, keys...)
 		do(src, args...)
 	}
-	// The destination first again: once the source gives up the slot it
-	// redirects clients there, which must then serve it.
-	do(dst, "CLUSTER", "SETSLOT", slot, "NODE", dst.id)
-	do(src, "CLUSTER", "SETSLOT", slot, "NODE", dst.id)
-	for id, cn := range t {
-		if n := c.byID(id); cn.master() && n != nil && n != src && n != dst && n.alive() {
-			do(n, "CLUSTER", "SETSLOT", slot, "NODE", dst.id)
+	return func() {
+		tb.Helper()
+		// The destination first again: once the source gives up the slot
+		// it redirects clients there, which must then serve it.
+		do(dst, "CLUSTER", "SETSLOT", slot, "NODE", dst.id)
+		do(src, "CLUSTER", "SETSLOT", slot, "NODE", dst.id)
+		for id, cn := range t {
+			if n := c.byID(id); cn.master() && n != nil && n != src && n != dst && n.alive() {
+				do(n, "CLUSTER", "SETSLOT", slot, "NODE", dst.id)
+			}
 		}
+		c.waitAgreed(tb, fmt.Sprintf("moving slot %d to %s", slot, dstAddr), func(t topology) error {
+			if owner := t.owner(slot); owner != dst.id {
+				return fmt.Errorf("slot %d is served by %s", slot, t[owner].addr)
+			}
+			return nil
+		})
 	}
-	c.waitAgreed(tb, fmt.Sprintf("moving slot %d to %s", slot, dstAddr), func(t topology) error {
-		if owner := t.owner(slot); owner != dst.id {
-			return fmt.Errorf("slot %d is served by %s", slot, t[owner].addr)
-		}
-		return nil
-	})
 }
