@@ -53,14 +53,24 @@ func TestClusterRenewals(t *testing.T) {
 	})
 
 	t.Run("slot migrating", func(t *testing.T) {
-		// The keys have moved but the slot stays migrating for 3 s, more
-		// than the TTL: the source redirects every renewal with ASK.
+		// The slot stays migrating for 3 s, more than the TTL. The keys of
+		// acked, plain and elsewhere have moved: the source redirects their
+		// renewals with ASK. Half the keys of many have moved too: a script
+		// call on all of them, and on plain's, gets TRYAGAIN.
 		c, other := cl.Client(t), cl.Client(t)
 		const ttl = 2 * time.Second
 		acked := newLock(t, c, "mig{m}:acked", redislock.WithTTL(ttl), redislock.WithMinReplicas(1, 500*time.Millisecond))
 		plain := newLock(t, c, "mig{m}:plain", redislock.WithTTL(ttl))
 		elsewhere := newLock(t, other, "mig{m}:other", redislock.WithTTL(ttl))
 		locks := []*redislock.Lock{acked, plain, elsewhere}
+		moved := []string{acked.Key(), plain.Key(), elsewhere.Key()}
+		for i := range 20 {
+			l := newLock(t, c, "mig{m}:many:"+strconv.Itoa(i), redislock.WithTTL(ttl))
+			locks = append(locks, l)
+			if i%2 == 0 {
+				moved = append(moved, l.Key())
+			}
+		}
 		for _, l := range locks {
 			require.NoError(t, l.Acquire(ctx))
 		}
@@ -69,7 +79,7 @@ func TestClusterRenewals(t *testing.T) {
 		slot, err := c.ClusterKeySlot(ctx, acked.Key()).Result()
 		require.NoError(t, err)
 
-		finish := cl.BeginMoveSlot(t, int(slot), dst)
+		finish := cl.BeginMoveSlot(t, int(slot), dst, moved...)
 		finished := false
 		defer func() {
 			if !finished { // leave the cluster whole for the next subtest

@@ -26,13 +26,16 @@ func (c *Cluster) MoveSlot(tb testing.TB, slot int, dstAddr string) {
 
 // BeginMoveSlot does the first half of [Cluster.MoveSlot]: it marks slot
 // importing on the master at dstAddr and migrating on its source, and
-// migrates all its keys, but leaves the slot assigned to the source. Until
-// finish is called, the source answers requests for the slot's keys with
-// ASK redirections to dstAddr, and dstAddr serves them only after ASKING.
-// finish assigns the slot to dstAddr as MoveSlot does and blocks until all
-// running nodes agree; it must be called once, from the test's goroutine.
-// If the slot is already served by dstAddr, finish does nothing.
-func (c *Cluster) BeginMoveSlot(tb testing.TB, slot int, dstAddr string) (finish func()) {
+// migrates the given keys of the slot, or all its keys if none are given,
+// but leaves the slot assigned to the source. Until finish is called, the
+// source serves the keys it still has, answers requests for the others with
+// ASK redirections to dstAddr (TRYAGAIN for a request on keys of both
+// kinds), and dstAddr serves the moved keys only after ASKING. finish
+// migrates the keys left and assigns the slot to dstAddr as MoveSlot does,
+// blocking until all running nodes agree; it must be called once, from the
+// test's goroutine. If the slot is already served by dstAddr, finish does
+// nothing.
+func (c *Cluster) BeginMoveSlot(tb testing.TB, slot int, dstAddr string, keys ...string) (finish func()) {
 	tb.Helper()
 	if slot < 0 || slot >= slotCount {
 		tb.Fatalf("clustertest: MoveSlot: slot %d is not in [0, %d)", slot, slotCount)
@@ -74,16 +77,34 @@ func (c *Cluster) BeginMoveSlot(tb testing.TB, slot int, dstAddr string) (finish
 	do(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", src.id)
 	do(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst.id)
 	host, port, _ := net.SplitHostPort(dst.addr)
-	for {
-		keys := do(src, "CLUSTER", "GETKEYSINSLOT", slot, migrateBatch)
-		if len(keys) == 0 {
-			break
-		}
+	migrate := func(keys []any) {
+		tb.Helper()
 		args := append([]any{"MIGRATE", host, port, "", 0, migrateTimeout, "KEYS"}, keys...)
 		do(src, args...)
 	}
+	migrateAll := func() {
+		tb.Helper()
+		for {
+			keys := do(src, "CLUSTER", "GETKEYSINSLOT", slot, migrateBatch)
+			if len(keys) == 0 {
+				break
+			}
+			migrate(keys)
+		}
+	}
+	if len(keys) == 0 {
+		migrateAll()
+	}
+	for lo := 0; lo < len(keys); lo += migrateBatch {
+		var batch []any
+		for _, k := range keys[lo:min(lo+migrateBatch, len(keys))] {
+			batch = append(batch, k)
+		}
+		migrate(batch)
+	}
 	return func() {
 		tb.Helper()
+		migrateAll()
 		// The destination first again: once the source gives up the slot
 		// it redirects clients there, which must then serve it.
 		do(dst, "CLUSTER", "SETSLOT", slot, "NODE", dst.id)
