@@ -23,7 +23,9 @@ import (
 // never share a pipeline with a WAIT. A lane has at most one flight at a
 // time; its renewals that come due meanwhile are parked and leave together
 // as soon as the flight lands. So a slow lane (a WAIT for a paused replica,
-// a dead or blackholed node) delays only its own renewals.
+// a dead or blackholed node) delays only its own renewals. Within a flight,
+// renewals that share a renewal script and, on a cluster, a hash slot share
+// script calls, up to extendBatch per call.
 //
 // A flight runs on the round's goroutine (the first lane's) or on one of its
 // own (the others') and ends on its own bounded context; nothing waits for
