@@ -16,8 +16,9 @@ import (
 
 // TestClusterRenewals checks the heartbeat on a Redis Cluster of 3 masters
 // and 3 replicas: renewals batched per hash slot, renewals that follow a
-// slot while it migrates, and renewals that find the new master after the
-// old one was killed, with no help from the test.
+// slot while it migrates, plain renewals that do not wait for another
+// master's WAIT, and renewals that find the new master after the old one
+// was killed, with no help from the test.
 func TestClusterRenewals(t *testing.T) {
 	cl := clustertest.StartCluster(t, 3, 1)
 	ctx := context.Background()
@@ -96,6 +97,29 @@ func TestClusterRenewals(t *testing.T) {
 		}
 	})
 
+	t.Run("replica killed", func(t *testing.T) {
+		// A lock that waits for a replica that is gone, and a plain one with
+		// a much shorter TTL on another master, through one client: the
+		// first is lost, the second must not wait for its WAITs. The master
+		// of the next subtest keeps its replica.
+		c := cl.Client(t)
+		spare := cl.MasterForKey(t, redislock.DefaultKeyPrefix+"renew-killed")
+		ackedName := nameOn(t, cl, "lanes-acked", func(m string) bool { return m != spare })
+		waiting := cl.MasterForKey(t, redislock.DefaultKeyPrefix+ackedName)
+		plainName := nameOn(t, cl, "lanes-plain", func(m string) bool { return m != waiting })
+		acked := newLock(t, c, ackedName, redislock.WithTTL(3*time.Second), redislock.WithMinReplicas(1, 2*time.Second))
+		plain := newLock(t, c, plainName, redislock.WithTTL(time.Second))
+		require.NoError(t, acked.Acquire(ctx))
+		require.NoError(t, plain.Acquire(ctx))
+
+		cl.Kill(t, cl.ReplicaOf(t, waiting))
+		killed := time.Now()
+		closedWithin(t, acked.Lost(), 8*time.Second)
+		t.Logf("the acknowledged lock was lost %v after its master's replica was killed", time.Since(killed))
+		heldFor(t, []*redislock.Lock{plain}, killed.Add(4*time.Second))
+		require.NoError(t, plain.Release(ctx))
+	})
+
 	t.Run("master killed", func(t *testing.T) {
 		// The default TTL, renewed every second: the hold outlives its dead
 		// master if its renewals find the promoted replica.
@@ -146,6 +170,20 @@ func heldFor(t *testing.T, locks []*redislock.Lock, until time.Time) {
 	for _, l := range locks {
 		require.True(t, l.Held(), "%s lost", l.Name())
 	}
+}
+
+// nameOn returns the first lock name base:i whose key a master at an
+// address that ok accepts serves.
+func nameOn(t *testing.T, cl *clustertest.Cluster, base string, ok func(master string) bool) string {
+	t.Helper()
+	for i := range 1000 {
+		name := base + ":" + strconv.Itoa(i)
+		if ok(cl.MasterForKey(t, redislock.DefaultKeyPrefix+name)) {
+			return name
+		}
+	}
+	t.Fatalf("no name %s:i on a suitable master", base)
+	return ""
 }
 
 // otherMaster returns the address of a master of cl other than addr.
