@@ -187,9 +187,7 @@ func TestCluster(t *testing.T) {
 		replica := cl.ReplicaOf(t, master)
 		cl.Kill(t, master)
 		cl.Failover(t, replica)
-		// go-redis learns of a dead master only from MOVED replies or its
-		// periodic reload; the dead one sends none.
-		c.ReloadState(ctx)
+		// No ReloadState here: the heartbeat must find the new master itself.
 
 		for _, tc := range []struct {
 			holder     *redislock.Lock

@@ -13,32 +13,67 @@ import (
 )
 
 // A heartbeat renews every held lock of one Redis client. It has no
-// goroutine of its own: a timer runs a renewal round when the earliest
-// renewal is due, and the round sends all renewals due by then in one
-// pipeline. Without holds it stays registered for idleLinger, so a client
-// that locks again soon reuses it, and then leaves the registry, so that it
-// does not keep a closed client from being collected.
+// goroutine of its own: a timer starts a round when the earliest renewal is
+// due, and the round sends every renewal due by then, each in a flight of
+// its lane.
+//
+// A lane is what renewals that share a round trip must have in common: the
+// server (on a cluster, the master of the key's slot; on a ring, the shard)
+// and the replica acknowledgement they wait for, if any. Plain renewals
+// never share a pipeline with a WAIT. A lane has at most one flight at a
+// time; its renewals that come due meanwhile are parked and leave together
+// as soon as the flight lands. So a slow lane (a WAIT for a paused replica,
+// a dead or blackholed node) delays only its own renewals. Within a flight,
+// renewals that share a renewal script and, on a cluster, a hash slot share
+// script calls, up to extendBatch per call.
+//
+// A flight runs on the round's goroutine (the first lane's) or on one of its
+// own (the others') and ends on its own bounded context; nothing waits for
+// it, and a hold removed meanwhile is simply not renewed again. Without
+// holds the heartbeat stays registered for idleLinger, so a client that
+// locks again soon reuses it, and then leaves the registry, so that it does
+// not keep a closed client from being collected.
 type heartbeat struct {
-	client redis.UniversalClient
-	batch  int // keys per extend call
+	client  redis.UniversalClient
+	cluster *redis.ClusterClient // client, if it is one
+	ring    *redis.Ring          // client, if it is one
+	batch   int                  // holds per script call
 
-	mu      sync.Mutex
-	queue   holdQueue // holds waiting for their renewal, earliest first
-	n       int       // holds registered: queued or in a running round
-	timer   *time.Timer
-	running bool
-	idle    sync.Cond // broadcast when a round ends
+	mu     sync.Mutex
+	queue  holdQueue        // holds waiting for their renewal, earliest first
+	n      int              // holds registered: queued, parked or in flight
+	flying map[lane][]*hold // lanes with a flight under way, and the holds parked behind it
+	timer  *time.Timer
 }
 
-// extendBatch is how many renewals one extend call carries on a client that
-// sends every key to one server.
+// A lane is a class of renewals that may share a flight; see heartbeat.
+type lane struct {
+	node     string        // address of the cluster master or ring shard; "" otherwise
+	replicas int           // WAIT for this many replicas; 0: no WAIT
+	timeout  time.Duration // the WAIT's timeout
+}
+
+// A flight is the renewals of one lane sent together.
+type flight struct {
+	lane  lane
+	node  redis.UniversalClient // where its pipeline goes first
+	holds []*hold
+}
+
+// extendBatch is how many renewals one script call carries: on a cluster,
+// of keys that share a hash slot; on a ring, of keys on one shard.
 const extendBatch = 100
+
+// maxPasses bounds the pipelines one flight sends to a node: the first,
+// and those that resend what a server asked to get differently (the
+// script's source, one key per call, another node).
+const maxPasses = 4
 
 // idleLinger is how long a heartbeat without holds stays registered.
 var idleLinger = time.Minute
 
-// maxRound is the deadline of one renewal round's context. go-redis bounds
-// its socket I/O by it only with ContextTimeoutEnabled; otherwise its own
+// maxRound is the deadline of one flight's context. go-redis bounds its
+// socket I/O by it only with ContextTimeoutEnabled; otherwise its own
 // ReadTimeout and retries do. Loss detection does not depend on either: it
 // runs on each hold's own timer.
 const maxRound = DefaultReleaseTimeout
@@ -55,13 +90,7 @@ func schedule(client redis.UniversalClient, h *hold, renewAt time.Time) {
 	defer heartbeats.mu.Unlock()
 	s := heartbeats.m[client]
 	if s == nil {
-		s = &heartbeat{client: client, batch: 1}
-		if _, ok := client.(*redis.Client); ok {
-			s.batch = extendBatch
-		}
-		s.idle.L = &s.mu
-		s.timer = time.AfterFunc(time.Hour, s.round)
-		s.timer.Stop()
+		s = newHeartbeat(client)
 		if heartbeats.m == nil {
 			heartbeats.m = make(map[redis.UniversalClient]*heartbeat)
 		}
@@ -72,99 +101,81 @@ func schedule(client redis.UniversalClient, h *hold, renewAt time.Time) {
 	h.hb, h.renewAt, h.removed = s, renewAt, false
 	heap.Push(&s.queue, h)
 	s.n++
-	if h.index == 0 && !s.running {
+	if h.index == 0 {
 		s.timer.Reset(time.Until(renewAt))
 	}
 }
 
-// remove stops renewing h. If h was the last hold, remove waits for a
-// running round to finish, so no renewal is in flight when it returns.
+func newHeartbeat(client redis.UniversalClient) *heartbeat {
+	s := &heartbeat{client: client, batch: 1, flying: make(map[lane][]*hold)}
+	// A script call may carry several keys only where they all reach the
+	// server it is sent to.
+	switch c := client.(type) {
+	case *redis.Client:
+		s.batch = extendBatch
+	case *redis.ClusterClient:
+		s.cluster, s.batch = c, extendBatch
+	case *redis.Ring:
+		s.ring, s.batch = c, extendBatch
+	}
+	s.timer = time.AfterFunc(time.Hour, s.round)
+	s.timer.Stop()
+	return s
+}
+
+// remove stops renewing h. It does not block on I/O: a renewal of h under
+// way lands later, and its answer is ignored.
 func (s *heartbeat) remove(h *hold) {
-	heartbeats.mu.Lock()
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if h.removed {
-		s.mu.Unlock()
-		heartbeats.mu.Unlock()
 		return
 	}
 	h.removed = true
+	head := h.index == 0
 	if h.index >= 0 {
 		heap.Remove(&s.queue, int(h.index))
 	}
 	s.n--
-	last := s.n == 0
-	if last && !s.running {
-		s.timer.Reset(idleLinger)
+	if head || s.n == 0 {
+		s.armLocked()
 	}
-	heartbeats.mu.Unlock()
-	for last && s.running {
-		s.idle.Wait()
-	}
-	s.mu.Unlock()
 }
 
-// round renews every hold due now or soon; it runs on s.timer.
+// armLocked sets s.timer for the earliest queued renewal, or for the end of
+// the idle linger. s.mu must be held.
+func (s *heartbeat) armLocked() {
+	switch {
+	case len(s.queue) > 0:
+		s.timer.Reset(time.Until(s.queue[0].renewAt))
+	case s.n == 0 && len(s.flying) == 0:
+		s.timer.Reset(idleLinger)
+	default:
+		s.timer.Stop() // the flights under way arm it when they land
+	}
+}
+
+// round takes the renewals that are due, or soon will be, and sends them;
+// it runs on s.timer.
 func (s *heartbeat) round() {
 	s.mu.Lock()
-	if s.running {
-		s.mu.Unlock()
-		return
-	}
-	if s.n == 0 {
+	if s.n == 0 && len(s.flying) == 0 {
 		s.mu.Unlock()
 		s.retire()
 		return
 	}
-	s.running = true
-	now := time.Now()
-	// Renewing a little early costs nothing and lets holds whose renewals
-	// fall close together share one round trip.
-	soon := now.Add(s.queue[0].lock.opts.heartbeat / 8)
 	var due []*hold
-	for len(s.queue) > 0 && !s.queue[0].renewAt.After(soon) {
-		due = append(due, heap.Pop(&s.queue).(*hold))
+	if now := time.Now(); len(s.queue) > 0 && !s.queue[0].renewAt.After(now) {
+		// Renewing a little early costs nothing and lets holds whose
+		// renewals fall close together share one round trip.
+		soon := now.Add(s.queue[0].lock.opts.heartbeat / 8)
+		for len(s.queue) > 0 && !s.queue[0].renewAt.After(soon) {
+			due = append(due, heap.Pop(&s.queue).(*hold))
+		}
 	}
+	s.armLocked()
 	s.mu.Unlock()
-
-	start := time.Now()
-	results := s.renew(due)
-
-	s.mu.Lock()
-	for i, h := range due {
-		if h.removed {
-			continue
-		}
-		switch results[i] {
-		case renewOK:
-			h.renewAt = start.Add(h.lock.opts.heartbeat)
-		case renewFailed:
-			// Retry well before the deadline; Redis may recover in time.
-			h.renewAt = time.Now().Add(min(h.lock.opts.heartbeat, h.lock.validity(h.lock.opts.ttl)/8))
-		case renewRefused:
-			h.removed = true
-			s.n--
-			continue
-		}
-		heap.Push(&s.queue, h)
-	}
-	s.running = false
-	if len(s.queue) > 0 {
-		s.timer.Reset(time.Until(s.queue[0].renewAt))
-	} else if s.n == 0 {
-		s.timer.Reset(idleLinger)
-	}
-	s.idle.Broadcast()
-	s.mu.Unlock()
-	// Tell the Locks after the queue is consistent, and without s.mu: a Lock
-	// reporting loss may call remove.
-	for i, h := range due {
-		switch results[i] {
-		case renewOK:
-			h.lock.renewed(h, start)
-		case renewRefused:
-			h.lock.renewRefused(h)
-		}
-	}
+	s.dispatch(due)
 }
 
 // retire removes an idle heartbeat from the registry; it runs on s.timer
@@ -174,143 +185,389 @@ func (s *heartbeat) retire() {
 	defer heartbeats.mu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.n == 0 && !s.running && heartbeats.m[s.client] == s {
+	if s.n == 0 && len(s.flying) == 0 && heartbeats.m[s.client] == s {
 		delete(heartbeats.m, s.client)
 	}
+}
+
+// dispatch sends due, one flight per lane, the first on this goroutine and
+// the others on goroutines of their own; each goroutine then sends what was
+// parked behind its flight, until its lane has nothing left.
+func (s *heartbeat) dispatch(due []*hold) {
+	for len(due) > 0 {
+		fs := s.board(due)
+		if len(fs) == 0 {
+			return
+		}
+		for _, f := range fs[1:] {
+			go func() { s.dispatch(s.fly(f)) }()
+		}
+		due = s.fly(fs[0])
+	}
+}
+
+// board sorts due into flights by lane. It returns a flight for each lane
+// that has none under way, and parks the other holds behind their lane's.
+// Holds with no known node are queued to be tried again.
+func (s *heartbeat) board(due []*hold) []flight {
+	fs, unrouted := s.route(due)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ready []flight
+	for _, f := range fs {
+		live := f.holds[:0]
+		for _, h := range f.holds {
+			if !h.removed {
+				live = append(live, h)
+			}
+		}
+		if len(live) == 0 {
+			continue
+		}
+		if parked, busy := s.flying[f.lane]; busy {
+			s.flying[f.lane] = append(parked, live...)
+			continue
+		}
+		s.flying[f.lane] = nil
+		f.holds = live
+		ready = append(ready, f)
+	}
+	if len(unrouted) > 0 {
+		now := time.Now()
+		for _, h := range unrouted {
+			if !h.removed {
+				h.renewAt = now.Add(retryDelay(h))
+				heap.Push(&s.queue, h)
+			}
+		}
+		s.armLocked()
+	}
+	return ready
+}
+
+// route sorts due into flights by lane. Holds whose node is unknown (a
+// cluster client without a slot map, a ring without a live shard) come back
+// apart.
+func (s *heartbeat) route(due []*hold) (fs []flight, unrouted []*hold) {
+	var masters map[uint16]*redis.Client // by slot; nil: unknown
+	ctx := context.Background()
+	if s.cluster != nil {
+		masters = make(map[uint16]*redis.Client)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, maxRound) // for a first load of the slot map
+		defer cancel()
+	}
+	index := make(map[lane]int, 2)
+	for _, h := range due {
+		ln := lane{replicas: h.lock.opts.minReplicas}
+		if ln.replicas > 0 {
+			ln.timeout = h.lock.opts.replicaTimeout
+		}
+		node := s.client
+		switch {
+		case s.cluster != nil:
+			slot := keySlot(h.lock.key)
+			m, ok := masters[slot]
+			if !ok {
+				m, _ = s.cluster.MasterForKey(ctx, h.lock.key)
+				masters[slot] = m
+			}
+			if m == nil {
+				unrouted = append(unrouted, h)
+				continue
+			}
+			ln.node = m.Options().Addr
+			if ln.replicas > 0 {
+				// WAIT counts the replicas that have the writes made on its
+				// own connection: send both to the master. Plain renewals
+				// go through the cluster client, which follows redirections.
+				node = m
+			}
+		case s.ring != nil:
+			shard, err := s.ring.GetShardClientForKey(h.lock.key)
+			if err != nil {
+				unrouted = append(unrouted, h)
+				continue
+			}
+			ln.node, node = shard.Options().Addr, shard
+		}
+		i, ok := index[ln]
+		if !ok {
+			i = len(fs)
+			index[ln] = i
+			fs = append(fs, flight{lane: ln, node: node})
+		}
+		fs[i].holds = append(fs[i].holds, h)
+	}
+	if len(unrouted) > 0 && s.cluster != nil {
+		s.cluster.ReloadState(ctx)
+	}
+	return fs, unrouted
+}
+
+// retryDelay is how soon a failed renewal of h is tried again: well before
+// its deadline, since Redis may recover in time.
+func retryDelay(h *hold) time.Duration {
+	return min(h.lock.opts.heartbeat, h.lock.validity(h.lock.opts.ttl)/8)
+}
+
+// fly sends the renewals of f, queues its holds again, tells their Locks,
+// and returns the holds that were parked behind it.
+func (s *heartbeat) fly(f flight) (parked []*hold) {
+	start := time.Now()
+	results := s.renew(f)
+
+	s.mu.Lock()
+	now := time.Now()
+	for i, h := range f.holds {
+		if h.removed {
+			results[i] = renewFailed // nobody to tell
+			continue
+		}
+		switch results[i] {
+		case renewOK:
+			h.renewAt = start.Add(h.lock.opts.heartbeat)
+		case renewFailed:
+			h.renewAt = now.Add(retryDelay(h))
+		case renewRefused:
+			h.removed = true
+			s.n--
+			continue
+		}
+		heap.Push(&s.queue, h)
+	}
+	parked = s.flying[f.lane]
+	delete(s.flying, f.lane)
+	s.armLocked()
+	s.mu.Unlock()
+	// Tell the Locks after the queue is consistent, and without s.mu: a Lock
+	// reporting loss may call remove.
+	for i, h := range f.holds {
+		switch results[i] {
+		case renewOK:
+			h.lock.renewed(h, start)
+		case renewRefused:
+			h.lock.renewRefused(h)
+		}
+	}
+	return parked
 }
 
 type renewResult uint8
 
 const (
-	renewFailed renewResult = iota // no answer: try again
+	renewFailed renewResult = iota // no answer, or not acknowledged: try again
 	renewOK
 	renewRefused // the owner no longer holds the key
 )
 
-// renew sends the renewals of due and returns a result per hold: one
-// pipeline per round, or on a cluster with WithMinReplicas, one per master,
-// each ending in WAIT.
-func (s *heartbeat) renew(due []*hold) []renewResult {
-	results := make([]renewResult, len(due))
+// A call is one script call of a flight.
+type call struct {
+	at     int     // index of holds[0] in the flight
+	holds  []*hold // sharing a renewal script and, on a cluster, a slot
+	node   redis.UniversalClient
+	source bool // EVAL: the server lacks the script
+	asking bool // precede with ASKING: the node is importing the slot
+	cmd    *redis.Cmd
+}
+
+// A trip is the state of one flight's requests.
+type trip struct {
+	ctx     context.Context
+	lane    lane
+	results []renewResult                    // by index in the flight
+	masters map[string]redis.UniversalClient // redirection targets, by address
+	trouble bool                             // a request failed: the slot map may be stale
+}
+
+// renew sends the renewals of f and returns a result per hold of f.holds,
+// which it reorders so that each script call's holds are adjacent.
+func (s *heartbeat) renew(f flight) []renewResult {
 	// A renewal answered after a whole lease is of no use to anyone.
 	timeout := maxRound
-	replicas := false
-	for _, h := range due {
+	for _, h := range f.holds {
 		timeout = min(timeout, h.lock.validity(h.lock.opts.ttl))
-		replicas = replicas || h.lock.opts.minReplicas > 0
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-
-	cc, cluster := s.client.(*redis.ClusterClient)
-	if !cluster || !replicas {
-		// A cluster client's own pipeline routes each key to its master.
-		s.renewOn(ctx, s.client, due, results)
-		return results
-	}
-	// WAIT must follow the writes on their connection: group by master.
-	groups := make(map[*redis.Client][]int) // indexes into due
-	for i, h := range due {
-		node, err := cc.MasterForKey(ctx, h.lock.key)
-		if err != nil {
-			continue // renewFailed
+	t := &trip{ctx: ctx, lane: f.lane, results: make([]renewResult, len(f.holds))}
+	calls := s.calls(f)
+	for pass := 0; len(calls) > 0 && pass < maxPasses; pass++ {
+		var again []call
+		for len(calls) > 0 {
+			// One pipeline per node, so that a WAIT follows the writes it
+			// counts; calls redirected elsewhere go in the next.
+			node, mine := calls[0].node, calls[:0:0]
+			rest := calls[:0]
+			for _, c := range calls {
+				if c.node == node {
+					mine = append(mine, c)
+				} else {
+					rest = append(rest, c)
+				}
+			}
+			again = s.exec(t, node, mine, again)
+			calls = rest
 		}
-		groups[node] = append(groups[node], i)
+		calls = again
 	}
-	// One master's WAIT must not hold up the others: renew them at once.
-	var wg sync.WaitGroup
-	var redirected atomic.Bool
-	for node, idx := range groups {
-		wg.Go(func() {
-			holds := make([]*hold, len(idx))
-			for k, i := range idx {
-				holds[k] = due[i]
-			}
-			part := make([]renewResult, len(idx))
-			if s.renewOn(ctx, node, holds, part) {
-				redirected.Store(true)
-			}
-			for k, i := range idx {
-				results[i] = part[k] // each goroutine writes its own indexes
-			}
-		})
+	if len(calls) > 0 {
+		t.trouble = true
 	}
-	wg.Wait()
-	if redirected.Load() {
-		// A slot moved or a replica was promoted: the failed renewals are
-		// retried soon, after go-redis has reloaded the slot map.
-		cc.ReloadState(ctx)
+	if t.trouble && s.cluster != nil {
+		// go-redis reloads its slot map on MOVED and every minute; a dead or
+		// demoted master, or a cluster that is down, sends no MOVED.
+		s.cluster.ReloadState(ctx)
 	}
-	return results
+	return t.results
 }
 
-// renewOn renews holds in one pipeline through c, followed by WAIT if any
-// of them asks for replica acknowledgement, and stores a result per hold.
-// It reports whether a server redirected a renewal (MOVED or ASK).
-func (s *heartbeat) renewOn(ctx context.Context, c redis.UniversalClient, holds []*hold, results []renewResult) (redirected bool) {
-	minReplicas, waitTimeout := 0, time.Duration(0)
-	for _, h := range holds {
-		minReplicas = max(minReplicas, h.lock.opts.minReplicas)
-		waitTimeout = max(waitTimeout, h.lock.opts.replicaTimeout)
+// calls splits f into script calls: holds that share a renewal script and,
+// on a cluster, a hash slot, up to s.batch per call. It reorders f.holds so
+// that each call's holds are adjacent.
+func (s *heartbeat) calls(f flight) []call {
+	type group struct {
+		script *redis.Script
+		slot   uint16
 	}
-	var cmds []*redis.Cmd
+	order := make(map[group]int, 1)
+	var groups [][]*hold
+	for _, h := range f.holds {
+		g := group{script: h.renewScript()}
+		if s.cluster != nil {
+			g.slot = keySlot(h.lock.key)
+		}
+		i, ok := order[g]
+		if !ok {
+			i = len(groups)
+			order[g] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], h)
+	}
+	var calls []call
+	at := 0
+	for _, g := range groups {
+		for lo := 0; lo < len(g); lo += s.batch {
+			part := g[lo:min(lo+s.batch, len(g))]
+			copy(f.holds[at:], part)
+			calls = append(calls, call{at: at, holds: f.holds[at : at+len(part)], node: f.node})
+			at += len(part)
+		}
+	}
+	return calls
+}
+
+// exec sends calls to node in one pipeline, ending in WAIT if the lane asks
+// for replicas, records the answers in t.results, and returns again with
+// the calls to send once more appended.
+func (s *heartbeat) exec(t *trip, node redis.UniversalClient, calls []call, again []call) []call {
+	ctx := t.ctx
+	pipe := node.Pipeline()
+	for i := range calls {
+		c := &calls[i]
+		if c.asking {
+			pipe.Do(ctx, "asking")
+		}
+		keys := make([]string, len(c.holds))
+		args := make([]any, 0, 2*len(c.holds))
+		for j, h := range c.holds {
+			keys[j] = h.lock.key
+			args = h.appendRenewArgs(args)
+		}
+		renew := c.holds[0].renewScript()
+		if c.source {
+			c.cmd = renew.Eval(ctx, pipe, keys, args...)
+		} else {
+			c.cmd = renew.EvalSha(ctx, pipe, keys, args...)
+		}
+	}
 	var wait *redis.Cmd
-	// EVALSHA first; if a server lacks the script, the same pipeline again
-	// with EVAL, which also loads it there (SCRIPT LOAD on a cluster client
-	// would need every node up).
-	for withSource := false; ; withSource = true {
-		pipe := c.Pipeline()
-		cmds = cmds[:0]
-		for lo := 0; lo < len(holds); lo += s.batch {
-			part := holds[lo:min(lo+s.batch, len(holds))]
-			keys := make([]string, len(part))
-			args := make([]any, 0, 3*len(part))
-			for i, h := range part {
-				keys[i] = h.lock.key
-				args = h.appendRenewArgs(args)
-			}
-			renew := part[0].renewScript()
-			if withSource {
-				cmds = append(cmds, renew.Eval(ctx, pipe, keys, args...))
-			} else {
-				cmds = append(cmds, renew.EvalSha(ctx, pipe, keys, args...))
-			}
-		}
-		if minReplicas > 0 {
-			wait = pipe.Do(ctx, "wait", minReplicas, waitTimeout.Milliseconds())
-		}
-		_, err := pipe.Exec(ctx)
-		if err == nil || withSource || !isNoScript(err) {
-			break
-		}
+	if t.lane.replicas > 0 {
+		wait = pipe.Do(ctx, "wait", t.lane.replicas, t.lane.timeout.Milliseconds())
 	}
+	_, _ = pipe.Exec(ctx)
 	acked := int64(0)
 	if wait != nil {
 		acked, _ = wait.Int64()
 	}
-	for i, cmd := range cmds {
-		vals, err := cmd.Int64Slice()
+	for _, c := range calls {
+		vals, err := c.cmd.Int64Slice()
 		if err != nil {
-			redirected = redirected || isRedirect(err)
-			continue // renewFailed
-		}
-		lo := i * s.batch
-		for j, v := range vals {
-			if lo+j >= len(holds) {
-				break
+			if !isNoScript(err) {
+				t.trouble = true
 			}
-			h := holds[lo+j]
+			again = s.retry(t, c, err, again)
+			continue // renewFailed, unless sent again
+		}
+		for j, v := range vals[:min(len(vals), len(c.holds))] {
 			switch {
 			case v != 1:
-				results[lo+j] = renewRefused
-			case int64(h.lock.opts.minReplicas) > acked:
+				t.results[c.at+j] = renewRefused
+			case int64(t.lane.replicas) > acked:
 				// Renewed on the master only: it does not count.
 			default:
-				results[lo+j] = renewOK
+				t.results[c.at+j] = renewOK
 			}
 		}
 	}
-	return redirected
+	return again
+}
+
+// retry returns again with what to send instead of c, which failed with
+// err: the script's source where the server lacks it; one key per call
+// where a call of several met a slot in migration (TRYAGAIN); and, for a
+// lane that must WAIT where the writes were made, the same call to the
+// master that a redirection names, since the master's own client does not
+// follow redirections. Other failures are not retried within the flight.
+func (s *heartbeat) retry(t *trip, c call, err error, again []call) []call {
+	switch {
+	case isNoScript(err) && !c.source:
+		c.source = true
+		return append(again, c)
+	case len(c.holds) > 1 && redis.IsTryAgainError(err):
+		for j := range c.holds {
+			again = append(again, call{at: c.at + j, holds: c.holds[j : j+1], node: c.node, source: c.source, asking: c.asking})
+		}
+		return again
+	case t.lane.replicas > 0 && s.cluster != nil:
+		addr, moved := redis.IsMovedError(err)
+		if !moved {
+			var ask bool
+			if addr, ask = redis.IsAskError(err); !ask {
+				return again
+			}
+		}
+		if node := s.masterAt(t, addr); node != nil {
+			c.node, c.asking = node, !moved
+			return append(again, c)
+		}
+	}
+	return again
+}
+
+// masterAt returns the cluster client's client of the master at addr, or
+// nil if the slot map, reloaded, has none there.
+func (s *heartbeat) masterAt(t *trip, addr string) redis.UniversalClient {
+	if node, ok := t.masters[addr]; ok {
+		return node
+	}
+	var found atomic.Pointer[redis.Client]
+	_ = s.cluster.ForEachMaster(t.ctx, func(_ context.Context, c *redis.Client) error {
+		if c.Options().Addr == addr {
+			found.Store(c)
+		}
+		return nil
+	})
+	var node redis.UniversalClient
+	if c := found.Load(); c != nil {
+		node = c
+	}
+	if t.masters == nil {
+		t.masters = make(map[string]redis.UniversalClient)
+	}
+	t.masters[addr] = node
+	return node
 }
 
 // isRedirect reports whether err is a cluster redirection: the key's slot

@@ -21,6 +21,22 @@ const (
 // serves it does nothing.
 func (c *Cluster) MoveSlot(tb testing.TB, slot int, dstAddr string) {
 	tb.Helper()
+	c.BeginMoveSlot(tb, slot, dstAddr)()
+}
+
+// BeginMoveSlot does the first half of [Cluster.MoveSlot]: it marks slot
+// importing on the master at dstAddr and migrating on its source, and
+// migrates the given keys of the slot, or all its keys if none are given,
+// but leaves the slot assigned to the source. Until finish is called, the
+// source serves the keys it still has, answers requests for the others with
+// ASK redirections to dstAddr (TRYAGAIN for a request on keys of both
+// kinds), and dstAddr serves the moved keys only after ASKING. finish
+// migrates the keys left and assigns the slot to dstAddr as MoveSlot does,
+// blocking until all running nodes agree; it must be called once, from the
+// test's goroutine. If the slot is already served by dstAddr, finish does
+// nothing.
+func (c *Cluster) BeginMoveSlot(tb testing.TB, slot int, dstAddr string, keys ...string) (finish func()) {
+	tb.Helper()
 	if slot < 0 || slot >= slotCount {
 		tb.Fatalf("clustertest: MoveSlot: slot %d is not in [0, %d)", slot, slotCount)
 	}
@@ -40,7 +56,7 @@ func (c *Cluster) MoveSlot(tb testing.TB, slot int, dstAddr string) {
 	case src == nil:
 		tb.Fatalf("clustertest: MoveSlot: no master serves slot %d per %s", slot, dstAddr)
 	case src == dst:
-		return
+		return func() {}
 	case !src.alive():
 		tb.Fatalf("clustertest: MoveSlot: slot %d is served by %s, which was killed", slot, src.addr)
 	}
@@ -61,27 +77,48 @@ func (c *Cluster) MoveSlot(tb testing.TB, slot int, dstAddr string) {
 	do(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", src.id)
 	do(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst.id)
 	host, port, _ := net.SplitHostPort(dst.addr)
-	for {
-		keys := do(src, "CLUSTER", "GETKEYSINSLOT", slot, migrateBatch)
-		if len(keys) == 0 {
-			break
-		}
+	migrate := func(keys []any) {
+		tb.Helper()
 		args := append([]any{"MIGRATE", host, port, "", 0, migrateTimeout, "KEYS"}, keys...)
 		do(src, args...)
 	}
-	// The destination first again: once the source gives up the slot it
-	// redirects clients there, which must then serve it.
-	do(dst, "CLUSTER", "SETSLOT", slot, "NODE", dst.id)
-	do(src, "CLUSTER", "SETSLOT", slot, "NODE", dst.id)
-	for id, cn := range t {
-		if n := c.byID(id); cn.master() && n != nil && n != src && n != dst && n.alive() {
-			do(n, "CLUSTER", "SETSLOT", slot, "NODE", dst.id)
+	migrateAll := func() {
+		tb.Helper()
+		for {
+			keys := do(src, "CLUSTER", "GETKEYSINSLOT", slot, migrateBatch)
+			if len(keys) == 0 {
+				break
+			}
+			migrate(keys)
 		}
 	}
-	c.waitAgreed(tb, fmt.Sprintf("moving slot %d to %s", slot, dstAddr), func(t topology) error {
-		if owner := t.owner(slot); owner != dst.id {
-			return fmt.Errorf("slot %d is served by %s", slot, t[owner].addr)
+	if len(keys) == 0 {
+		migrateAll()
+	}
+	for lo := 0; lo < len(keys); lo += migrateBatch {
+		var batch []any
+		for _, k := range keys[lo:min(lo+migrateBatch, len(keys))] {
+			batch = append(batch, k)
 		}
-		return nil
-	})
+		migrate(batch)
+	}
+	return func() {
+		tb.Helper()
+		migrateAll()
+		// The destination first again: once the source gives up the slot
+		// it redirects clients there, which must then serve it.
+		do(dst, "CLUSTER", "SETSLOT", slot, "NODE", dst.id)
+		do(src, "CLUSTER", "SETSLOT", slot, "NODE", dst.id)
+		for id, cn := range t {
+			if n := c.byID(id); cn.master() && n != nil && n != src && n != dst && n.alive() {
+				do(n, "CLUSTER", "SETSLOT", slot, "NODE", dst.id)
+			}
+		}
+		c.waitAgreed(tb, fmt.Sprintf("moving slot %d to %s", slot, dstAddr), func(t topology) error {
+			if owner := t.owner(slot); owner != dst.id {
+				return fmt.Errorf("slot %d is served by %s", slot, t[owner].addr)
+			}
+			return nil
+		})
+	}
 }
