@@ -97,7 +97,9 @@ func WithOwner(owner string) Option { return func(o *options) { o.owner, o.owner
 // none succeeds before its validity deadline. Default: no waiting. n must be
 // at least 1 and timeout at least 1 ms, and below the client's read timeout.
 // The client must be a *redis.Client (including a Sentinel failover client)
-// or a *redis.ClusterClient.
+// or a *redis.ClusterClient. These renewals are sent apart from other
+// locks' renewals, so a slow acknowledgement delays only the locks that ask
+// for it.
 //
 // WAIT is best effort, as Redis documents: acknowledged writes can still be
 // lost in a failover that promotes a replica other than the ones that
