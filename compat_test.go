@@ -13,10 +13,12 @@ import (
 	"github.com/redislock/redislock/internal/redistest"
 )
 
-// pyLock speaks the Python original's protocol: the hash lock:<name> with
-// fields owner and count, PEXPIRE in ms, and these three scripts (rewritten
-// from its description; they publish nothing on release).
-type pyLock struct {
+// formatLock speaks the Python original's wire format — the hash
+// lock:<name> with fields owner and count, PEXPIRE in ms — through these two
+// scripts, written in Go for this test from the original's description (they
+// publish nothing on release). It checks the format where the original
+// itself cannot run; compat_python_test.go runs the original.
+type formatLock struct {
 	c     *redis.Client
 	key   string
 	owner string
@@ -24,7 +26,7 @@ type pyLock struct {
 }
 
 var (
-	pyAcquire = redis.NewScript(`
+	formatAcquire = redis.NewScript(`
 if redis.call('exists', KEYS[1]) == 0 then
   redis.call('hset', KEYS[1], 'owner', ARGV[1])
   redis.call('hset', KEYS[1], 'count', 1)
@@ -37,7 +39,7 @@ if redis.call('hget', KEYS[1], 'owner') == ARGV[1] then
   return 1
 end
 return 0`)
-	pyRelease = redis.NewScript(`
+	formatRelease = redis.NewScript(`
 if redis.call('hget', KEYS[1], 'owner') ~= ARGV[1] then
   return 0
 end
@@ -47,21 +49,21 @@ end
 return 1`)
 )
 
-func (p *pyLock) acquire(ctx context.Context) (bool, error) {
-	n, err := pyAcquire.Run(ctx, p.c, []string{p.key}, p.owner, p.ttlMs).Int()
+func (p *formatLock) acquire(ctx context.Context) (bool, error) {
+	n, err := formatAcquire.Run(ctx, p.c, []string{p.key}, p.owner, p.ttlMs).Int()
 	return n == 1, err
 }
 
-func (p *pyLock) release(ctx context.Context) (bool, error) {
-	n, err := pyRelease.Run(ctx, p.c, []string{p.key}, p.owner).Int()
+func (p *formatLock) release(ctx context.Context) (bool, error) {
+	n, err := formatRelease.Run(ctx, p.c, []string{p.key}, p.owner).Int()
 	return n == 1, err
 }
 
-func TestCompatibleWithPythonOriginal(t *testing.T) {
+func TestPythonOriginalWireFormat(t *testing.T) {
 	c := redistest.Client(t)
 	ctx := context.Background()
 	name := redistest.Key(t)
-	py := &pyLock{c: c, key: "lock:" + name, owner: "python-worker-1", ttlMs: 10_000}
+	py := &formatLock{c: c, key: "lock:" + name, owner: "python-worker-1", ttlMs: 10_000}
 	gl := newLock(t, c, name, redislock.WithRetryBackoff(time.Millisecond, 20*time.Millisecond))
 
 	// Python holds (twice, reentrant): Go is excluded, and cannot release it.

@@ -37,14 +37,16 @@ type Cluster struct {
 // masters must be at least 3, as redis-cli requires. tb.Cleanup kills every
 // node and waits for it to exit.
 //
-// Without redis-server and redis-cli in PATH it skips the test, or fails it
-// if $REDISLOCK_REQUIRE_REDIS is true.
+// Without redis-server and redis-cli in PATH (valkey-server and valkey-cli
+// if $REDISLOCK_SERVER is "valkey") it skips the test, or fails it if
+// $REDISLOCK_REQUIRE_REDIS is true.
 func StartCluster(tb testing.TB, masters, replicasPer int) *Cluster {
 	tb.Helper()
 	if masters < 3 || replicasPer < 0 {
 		tb.Fatalf("clustertest: StartCluster(%d, %d): need masters >= 3 and replicasPer >= 0", masters, replicasPer)
 	}
-	redisproc.RequireBinaries(tb, "install Redis", "redis-server", "redis-cli")
+	progs := redisproc.MustSelect(tb)
+	redisproc.RequireBinaries(tb, progs.Hint(), progs.Server, progs.CLI)
 	root := tb.TempDir()
 	c := &Cluster{}
 	tb.Cleanup(func() { stopAll(c.nodes) }) // registered after TempDir, so it runs before the removal
@@ -74,8 +76,8 @@ func StartCluster(tb testing.TB, masters, replicasPer int) *Cluster {
 	defer cancel()
 	args := append([]string{"--cluster", "create"}, c.Addrs()...)
 	args = append(args, "--cluster-replicas", strconv.Itoa(replicasPer), "--cluster-yes")
-	if out, err := exec.CommandContext(ctx, "redis-cli", args...).CombinedOutput(); err != nil {
-		tb.Fatalf("clustertest: redis-cli %s: %v\n%s", strings.Join(args, " "), err, out)
+	if out, err := exec.CommandContext(ctx, progs.CLI, args...).CombinedOutput(); err != nil {
+		tb.Fatalf("clustertest: %s %s: %v\n%s", progs.CLI, strings.Join(args, " "), err, out)
 	}
 	c.waitAgreed(tb, "cluster creation", func(t topology) error {
 		var n int

@@ -13,6 +13,7 @@ import (
 
 	"github.com/redislock/redislock/internal/clustertest"
 	"github.com/redislock/redislock/internal/faketb"
+	"github.com/redislock/redislock/internal/redisproc"
 	"github.com/redislock/redislock/internal/redistest"
 )
 
@@ -270,7 +271,7 @@ func TestMissingBinaries(t *testing.T) {
 	} {
 		f := faketb.Run(t, fn)
 		assert.True(t, f.Failed, "%s must fail without redis-server when %s=1", name, redistest.EnvRequire)
-		assert.Contains(t, f.Msg, "redis-server", name)
+		assert.Contains(t, f.Msg, redisproc.MustSelect(t).Server, name)
 		assert.Contains(t, f.Msg, "not found in PATH", name)
 	}
 }

@@ -19,8 +19,10 @@
 // +10000) is checked too. If another process takes a port first, the
 // process is started again on a fresh one.
 //
-// Without redis-server (and, for a cluster, redis-cli) in PATH, the test is
-// skipped, or fails if $REDISLOCK_REQUIRE_REDIS is true, as in package
-// redistest. Sentinels run as redis-sentinel if it is in PATH and as
-// "redis-server --sentinel" otherwise.
+// The programs are Redis's, or Valkey's if $REDISLOCK_SERVER is "valkey"
+// (see redisproc.Selected). Without redis-server (and, for a cluster,
+// redis-cli) in PATH, the test is skipped, or fails if
+// $REDISLOCK_REQUIRE_REDIS is true, as in package redistest. Sentinels run
+// as redis-sentinel if it is in PATH and as "redis-server --sentinel"
+// otherwise.
 package clustertest

@@ -35,7 +35,8 @@ func startNode(dir string, bus bool, extra ...string) (*node, error) {
 			// A replica's first sync would otherwise wait 5 s for more
 			// replicas to share the transfer.
 			"--repl-diskless-sync-delay", "0")
-		return "redis-server", append(args, extra...), nil
+		progs, err := redisproc.Selected()
+		return progs.Server, append(args, extra...), err
 	})
 	if err != nil {
 		return nil, err

@@ -66,7 +66,8 @@ func StartSentinel(tb testing.TB, replicas, sentinels int) *Sentinel {
 	if replicas < 0 || sentinels < 1 {
 		tb.Fatalf("clustertest: StartSentinel(%d, %d): need replicas >= 0 and sentinels >= 1", replicas, sentinels)
 	}
-	redisproc.RequireBinaries(tb, "install Redis", "redis-server")
+	progs := redisproc.MustSelect(tb)
+	redisproc.RequireBinaries(tb, progs.Hint(), progs.Server)
 	root := tb.TempDir()
 	s := &Sentinel{}
 	tb.Cleanup(s.stop) // registered after TempDir, so it runs before the removal

@@ -18,14 +18,15 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// serverSpec describes a redis-server in a directory from t.TempDir.
+// serverSpec describes the selected server (redis-server by default) in a directory from t.TempDir.
 func serverSpec(t *testing.T, extra ...string) redisproc.Spec {
-	redisproc.RequireBinaries(t, "install Redis", "redis-server")
+	p := redisproc.MustSelect(t)
+	redisproc.RequireBinaries(t, p.Hint(), p.Server)
 	dir := t.TempDir()
 	return redisproc.Spec{
 		Dir: dir,
 		Command: func(port int) (string, []string, error) {
-			return "redis-server", append(redisproc.ServerArgs(dir, port), extra...), nil
+			return p.Server, append(redisproc.ServerArgs(dir, port), extra...), nil
 		},
 	}
 }

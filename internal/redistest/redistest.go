@@ -6,8 +6,9 @@
 //	func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 //
 // [Start] gives a test a private server that it may kill, restart or pause.
-// Both need a redis-server binary in PATH; without one the test is skipped,
-// or fails if $REDISLOCK_REQUIRE_REDIS is true.
+// Both need a redis-server binary in PATH (valkey-server if
+// $REDISLOCK_SERVER is "valkey"); without one the test is skipped, or fails
+// if $REDISLOCK_REQUIRE_REDIS is true.
 package redistest
 
 import (
@@ -31,6 +32,9 @@ const (
 	// EnvRequire, when set to a true value ("1", "true"), turns the skip for
 	// a missing redis-server binary into a test failure.
 	EnvRequire = "REDISLOCK_REQUIRE_REDIS" // the same as redisproc.EnvRequire
+
+	// EnvServer selects the server run: "redis" (default) or "valkey".
+	EnvServer = "REDISLOCK_SERVER" // the same as redisproc.EnvServer
 )
 
 var (
@@ -69,7 +73,8 @@ func Addr(tb testing.TB) string {
 	if addr := os.Getenv(EnvAddr); addr != "" {
 		return addr
 	}
-	redisproc.RequireBinaries(tb, "install Redis or set "+EnvAddr+" to a Redis server's address", "redis-server")
+	p := redisproc.MustSelect(tb)
+	redisproc.RequireBinaries(tb, p.Hint()+", or set "+EnvAddr+" to a server's address", p.Server)
 	if !mainRunning.Load() {
 		tb.Fatalf("redistest: starting the shared redis-server needs TestMain to call redistest.Main (or set %s)", EnvAddr)
 	}

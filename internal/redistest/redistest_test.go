@@ -211,6 +211,6 @@ func TestMissingBinary(t *testing.T) {
 	} {
 		f := faketb.Run(t, fn)
 		assert.True(t, f.Failed, "%s must fail without redis-server when %s=1", name, redistest.EnvRequire)
-		assert.Contains(t, f.Msg, "redis-server not found in PATH", name)
+		assert.Contains(t, f.Msg, redisproc.MustSelect(t).Server+" not found in PATH", name)
 	}
 }

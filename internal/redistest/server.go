@@ -28,11 +28,13 @@ type Server struct {
 // line (for example "--maxmemory", "10mb"). It blocks until the server
 // answers. tb.Cleanup kills the server and waits for it to exit.
 //
-// Start never uses $REDIS_ADDR: without a redis-server binary in PATH it
-// skips the test, or fails it if $REDISLOCK_REQUIRE_REDIS is true.
+// Start never uses $REDIS_ADDR: without a redis-server binary in PATH
+// (valkey-server if $REDISLOCK_SERVER is "valkey") it skips the test, or
+// fails it if $REDISLOCK_REQUIRE_REDIS is true.
 func Start(tb testing.TB, args ...string) *Server {
 	tb.Helper()
-	redisproc.RequireBinaries(tb, "install Redis (this test runs its own server, so "+EnvAddr+" does not help)", "redis-server")
+	progs := redisproc.MustSelect(tb)
+	redisproc.RequireBinaries(tb, progs.Hint()+" (this test runs its own server, so "+EnvAddr+" does not help)", progs.Server)
 	dir := tb.TempDir()
 	p, err := start(dir, 0, args)
 	if err != nil {
