@@ -60,9 +60,9 @@ func startFake(t *testing.T, answer func(cmd []string) string) *fakeServer {
 		ln:     ln,
 		answer: answer,
 		names: map[string]string{
-			acquireScript.Hash():                        "acquire",
-			releaseScript.Hash():                        "release",
-			(&hold{lock: &Lock{}}).renewScript().Hash(): "renew",
+			acquireScript.Hash(): "acquire",
+			releaseScript.Hash(): "release",
+			(&hold{lock: &Lock{prim: mutex}}).renewScript().Hash(): "renew",
 		},
 		conns: map[net.Conn]struct{}{},
 	}
