@@ -188,7 +188,7 @@ func (l *Lock) endLocked(h *hold, cause error) {
 // request with this TTL the holder may rely on it.
 func (l *Lock) validity(ttl time.Duration) time.Duration {
 	ttl = ttl.Truncate(time.Millisecond)
-	return ttl - margin(ttl)
+	return ttl - l.opts.margin(ttl)
 }
 
 // extendDeadlineLocked moves h's validity deadline after a successful

@@ -391,3 +391,34 @@ func TestExtendNotReplicatedIsNotNotAcquired(t *testing.T) {
 	replica.Resume(t)
 	require.NoError(t, l.Release(ctx))
 }
+
+// WithClockDrift widens the margin the holder gives up on every lease:
+// the validity deadline falls that share of the TTL before the expiry.
+func TestClockDriftWidensTheMargin(t *testing.T) {
+	c := redistest.Client(t)
+	for _, bad := range []float64{-0.01, 0.5, 1} {
+		_, err := redislock.New(c, "n", redislock.WithClockDrift(bad))
+		assert.ErrorIs(t, err, redislock.ErrInvalidArgument, "drift %v", bad)
+	}
+	_, err := redislock.New(c, "n", redislock.WithClockDrift(0.2), redislock.WithTTL(time.Second), redislock.WithHeartbeat(450*time.Millisecond))
+	assert.ErrorIs(t, err, redislock.ErrInvalidArgument, "a heartbeat past half of the narrower validity")
+
+	ctx := context.Background()
+	for _, tc := range []struct {
+		drift   float64
+		minLoss time.Duration
+		maxLoss time.Duration
+	}{
+		{0.01, 980 * time.Millisecond, 1000 * time.Millisecond}, // validity 988 ms
+		{0.2, 790 * time.Millisecond, 810 * time.Millisecond},   // validity 798 ms
+	} {
+		l := newLock(t, c, redistest.Key(t), redislock.WithTTL(time.Second), redislock.WithoutHeartbeat(), redislock.WithClockDrift(tc.drift))
+		start := time.Now()
+		require.NoError(t, l.Acquire(ctx))
+		closedWithin(t, l.Lost(), 2*time.Second)
+		lostAfter := time.Since(start)
+		assert.GreaterOrEqual(t, lostAfter, tc.minLoss, "drift %v", tc.drift)
+		assert.Less(t, lostAfter, tc.maxLoss+100*time.Millisecond, "drift %v", tc.drift)
+		_ = l.Release(ctx)
+	}
+}

@@ -29,7 +29,7 @@ func (l *Lock) extendHold(ctx context.Context, want *hold, ttl time.Duration) er
 	if ttl == 0 {
 		ttl = l.opts.ttl
 	}
-	if err := checkTTL(ttl); err != nil {
+	if err := l.opts.checkTTL(ttl); err != nil {
 		return fmt.Errorf("%w (Extend)", err)
 	}
 	if err := ctx.Err(); err != nil {

@@ -16,6 +16,10 @@ const (
 	// acquire attempts while waiting.
 	DefaultRetryMin = 2 * time.Millisecond
 	DefaultRetryMax = 250 * time.Millisecond
+	// DefaultClockDrift is the fraction of every lease a holder gives up
+	// for a server clock that runs faster than its own (see
+	// [WithClockDrift]).
+	DefaultClockDrift = 0.01
 	// DefaultReleaseTimeout bounds the release request, which is sent even
 	// when the caller's context is already done.
 	DefaultReleaseTimeout = 5 * time.Second
@@ -43,6 +47,7 @@ type options struct {
 	owner        string // "": a random UUID
 	ownerSet     bool
 
+	drift          float64
 	minReplicas    int // 0: no WAIT
 	replicaTimeout time.Duration
 	replicasSet    bool
@@ -50,7 +55,8 @@ type options struct {
 
 // WithTTL sets the lease of every acquire and renewal, at millisecond
 // resolution. Default: [DefaultTTL]. It must be above the safety margin,
-// 1% of the TTL plus 2 ms, which the holder subtracts from every lease.
+// the clock drift's share of the TTL (1% by default, see [WithClockDrift])
+// plus 2 ms, which the holder subtracts from every lease.
 func WithTTL(ttl time.Duration) Option { return func(o *options) { o.ttl = ttl } }
 
 // WithHeartbeat sets how often the heartbeat renews a held lock.
@@ -90,6 +96,15 @@ func WithKeyPrefix(prefix string) Option { return func(o *options) { o.prefix = 
 // under the other.
 func WithOwner(owner string) Option { return func(o *options) { o.owner, o.ownerSet = owner, true } }
 
+// WithClockDrift sets how much faster than the holder's clock the server's
+// may run, as a fraction: the holder considers every lease gone that
+// fraction of the TTL (plus 2 ms) before the server expires it, so that it
+// is told of a loss before anyone else can get in. Redis expires keys by its
+// own clock; a server whose clock runs 1.05 times as fast as the holder's
+// needs at least 0.05. Default: [DefaultClockDrift]. It must be at least 0
+// and below 0.5.
+func WithClockDrift(fraction float64) Option { return func(o *options) { o.drift = fraction } }
+
 // WithMinReplicas makes every acquire, renewal and [Lock.Extend] wait, with
 // WAIT, until n replicas acknowledged it or timeout passed. An acquire that
 // too few replicas acknowledged is undone and fails with ErrNotReplicated; a
@@ -116,6 +131,7 @@ func (o *options) init(opts []Option) error {
 		retryMin: DefaultRetryMin,
 		retryMax: DefaultRetryMax,
 		prefix:   DefaultKeyPrefix,
+		drift:    DefaultClockDrift,
 	}
 	for _, opt := range opts {
 		if opt == nil {
@@ -127,7 +143,7 @@ func (o *options) init(opts []Option) error {
 		return err
 	}
 	if !o.heartbeatSet {
-		o.heartbeat = min(o.ttl/3, maxHeartbeat(o.ttl))
+		o.heartbeat = min(o.ttl/3, o.maxHeartbeat(o.ttl))
 	}
 	return nil
 }
@@ -136,7 +152,10 @@ func (o *options) validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidArgument}, args...)...)
 	}
-	if err := checkTTL(o.ttl); err != nil {
+	if !(o.drift >= 0 && o.drift < 0.5) { // also NaN
+		return bad("clock drift %v is not in [0, 0.5)", o.drift)
+	}
+	if err := o.checkTTL(o.ttl); err != nil {
 		return err
 	}
 	switch {
@@ -144,9 +163,9 @@ func (o *options) validate() error {
 		return bad("WithHeartbeat(%v) and WithoutHeartbeat both given", o.heartbeat)
 	case o.heartbeatSet && o.heartbeat <= 0:
 		return bad("heartbeat interval %v is not positive", o.heartbeat)
-	case o.heartbeatSet && o.heartbeat > maxHeartbeat(o.ttl):
+	case o.heartbeatSet && o.heartbeat > o.maxHeartbeat(o.ttl):
 		return bad("heartbeat interval %v leaves no time to renew a %v TTL and retry a failed renewal (must be at most %v, half the TTL less its safety margin)",
-			o.heartbeat, o.ttl, maxHeartbeat(o.ttl))
+			o.heartbeat, o.ttl, o.maxHeartbeat(o.ttl))
 	case o.waitTimeout < 0:
 		return bad("wait timeout %v is negative", o.waitTimeout)
 	case o.retryMin <= 0 || o.retryMax <= 0:
@@ -167,23 +186,23 @@ func (o *options) validate() error {
 
 // checkTTL rejects a TTL that leaves no validity: the lease is sent in whole
 // milliseconds, and the holder relies on it for that, less the margin.
-func checkTTL(ttl time.Duration) error {
-	if ms := ttl.Truncate(time.Millisecond); ms <= margin(ms) {
-		return fmt.Errorf("%w: TTL %v is not above its safety margin %v (1%% + 2ms, in whole milliseconds)",
-			ErrInvalidArgument, ttl, margin(ms))
+func (o *options) checkTTL(ttl time.Duration) error {
+	if ms := ttl.Truncate(time.Millisecond); ms <= o.margin(ms) {
+		return fmt.Errorf("%w: TTL %v is not above its safety margin %v (%v of it for clock drift + 2ms, in whole milliseconds)",
+			ErrInvalidArgument, ttl, o.margin(ms), o.drift)
 	}
 	return nil
 }
 
 // maxHeartbeat is the longest heartbeat interval for ttl: half its validity.
-func maxHeartbeat(ttl time.Duration) time.Duration {
+func (o *options) maxHeartbeat(ttl time.Duration) time.Duration {
 	ms := ttl.Truncate(time.Millisecond)
-	return (ms - margin(ms)) / 2
+	return (ms - o.margin(ms)) / 2
 }
 
 // margin is how much earlier than the server-side expiry a holder considers
-// its lease gone: 1% of the TTL for clock-rate drift between client and
-// server plus 2 ms for timer and expiry resolution.
-func margin(ttl time.Duration) time.Duration {
-	return ttl/100 + 2*time.Millisecond
+// its lease gone: the drift's share of the TTL, for a server clock that runs
+// fast, plus 2 ms for timer and expiry resolution.
+func (o *options) margin(ttl time.Duration) time.Duration {
+	return time.Duration(float64(ttl)*o.drift) + 2*time.Millisecond
 }
