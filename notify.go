@@ -52,6 +52,7 @@ type subChange struct {
 
 // waitQueue is the local queue of waiters for one lock.
 type waitQueue struct {
+	key       string // the lock's
 	channel   string
 	conn      *subConn      // nil while not subscribed
 	waiters   []*waiter     // FIFO; the head is the one that tries
@@ -112,40 +113,69 @@ func queued(client redis.UniversalClient, channel string) bool {
 	return q != nil && len(q.waiters) > 0
 }
 
-// join appends a waiter for channel to the queue of client's notifier,
-// subscribing to the channel if needed. The subscription is confirmed when
-// the waiter's queue's ready channel closes.
-func join(client redis.UniversalClient, channel string) (*notifier, *waiter) {
-	node, nodeErr := shardOf(client, channel) // before locking: it may block
-	notifiers.mu.Lock()
-	n := notifierLocked(client)
-	// Taking n.mu before letting go of the registry keeps sweep from
-	// retiring n in between.
-	n.mu.Lock()
-	notifiers.mu.Unlock()
-	q := n.queues[channel]
-	if q == nil {
-		q = &waitQueue{channel: channel, ready: make(chan struct{})}
-		n.queues[channel] = q
+// join appends a waiter for the lock at key, announced on channel, to the
+// queue of client's notifier, subscribing to the channel if needed. The
+// subscription is confirmed when the waiter's queue's ready channel closes.
+// It blocks only to look up the key's shard and to create a connection's
+// PubSub, neither under a mutex: a client may panic there (a Ring does
+// without a channel), and the panic then leaves nothing changed or locked.
+func join(client redis.UniversalClient, key, channel string) (*notifier, *waiter) {
+	node, nodeErr := shardOf(client, key) // before locking: it may block
+	var ps *redis.PubSub                  // made for node, if it had no connection
+	for {
+		notifiers.mu.Lock()
+		n := notifierLocked(client)
+		// Taking n.mu before letting go of the registry keeps sweep from
+		// retiring n in between.
+		n.mu.Lock()
+		notifiers.mu.Unlock()
+		q := n.queues[channel]
+		subscribe := (q == nil || q.conn == nil) && nodeErr == nil
+		if subscribe && ps == nil && n.conns[node.addr] == nil {
+			n.mu.Unlock()
+			ps = newPubSub(client, node)
+			continue // n may have changed meanwhile
+		}
+		if q == nil {
+			q = &waitQueue{key: key, channel: channel, ready: make(chan struct{})}
+			n.queues[channel] = q
+		}
+		var sc *subConn
+		if subscribe {
+			if n.conns[node.addr] == nil {
+				n.openLocked(node.addr, ps)
+				ps = nil
+			}
+			sc = n.subscribeLocked(q, n.conns[node.addr])
+		}
+		w := &waiter{q: q, wake: make(chan struct{}, 1)}
+		q.waiters = append(q.waiters, w)
+		q.idleSince = time.Time{}
+		waiting.Add(1)
+		n.mu.Unlock()
+		if ps != nil {
+			_ = ps.Close() // another join opened the connection first
+		}
+		n.send(sc)
+		return n, w
 	}
-	var sc *subConn
-	if q.conn == nil && nodeErr == nil {
-		sc = n.subscribeLocked(q, node)
-	}
-	w := &waiter{q: q, wake: make(chan struct{}, 1)}
-	q.waiters = append(q.waiters, w)
-	q.idleSince = time.Time{}
-	waiting.Add(1)
-	n.mu.Unlock()
-	n.send(sc)
-	return n, w
 }
 
-// shardOf returns the client to subscribe to channel through: on a cluster,
-// the master of the channel's slot; otherwise the notifier's client.
-func shardOf(client redis.UniversalClient, channel string) (shard, error) {
-	if cc, ok := client.(*redis.ClusterClient); ok {
-		node, err := cc.MasterForKey(context.Background(), channel)
+// shardOf returns the client to subscribe to the release channel of key
+// through: the server the release script runs on, which publishes there.
+// That is the master of the key's slot on a cluster (the channel shares the
+// slot), the shard a Ring routes the key to (not the channel's, which may
+// be another), and otherwise the notifier's client.
+func shardOf(client redis.UniversalClient, key string) (shard, error) {
+	switch c := client.(type) {
+	case *redis.ClusterClient:
+		node, err := c.MasterForKey(context.Background(), key)
+		if err != nil {
+			return shard{}, err
+		}
+		return shard{node, node.Options().Addr}, nil
+	case *redis.Ring:
+		node, err := c.GetShardClientForKey(key)
 		if err != nil {
 			return shard{}, err
 		}
@@ -160,27 +190,67 @@ type shard struct {
 	addr   string
 }
 
-// subscribeLocked subscribes q (SSUBSCRIBE on a cluster) through node's
-// connection, opening it and starting its reader if needed. n.mu must be
-// held. The change is queued on the connection: if subscribeLocked returns
-// it, the caller must call send with it after unlocking n.mu.
-func (n *notifier) subscribeLocked(q *waitQueue, node shard) *subConn {
-	_, sharded := n.client.(*redis.ClusterClient)
-	sc := n.conns[node.addr]
-	if sc == nil {
-		// Creating the PubSub does not dial; its reader's Receive does.
-		sc = &subConn{addr: node.addr, sharded: sharded, stop: make(chan struct{}), done: make(chan struct{})}
-		if sharded {
-			sc.ps = node.client.SSubscribe(context.Background())
-		} else {
-			sc.ps = node.client.Subscribe(context.Background())
-		}
-		n.conns[node.addr] = sc
-		go n.read(sc)
+// newPubSub returns a PubSub without channels on node: sharded on a
+// cluster. It does not dial; its reader's Receive does. It must be called
+// without a mutex held, as a client's Subscribe may panic.
+func newPubSub(client redis.UniversalClient, node shard) *redis.PubSub {
+	if _, ok := client.(*redis.ClusterClient); ok {
+		return node.client.SSubscribe(context.Background())
 	}
+	return node.client.Subscribe(context.Background())
+}
+
+// openLocked adds a connection to addr through ps and starts its reader.
+// n.mu must be held.
+func (n *notifier) openLocked(addr string, ps *redis.PubSub) *subConn {
+	_, sharded := n.client.(*redis.ClusterClient)
+	sc := &subConn{addr: addr, ps: ps, sharded: sharded, stop: make(chan struct{}), done: make(chan struct{})}
+	n.conns[addr] = sc
+	go n.read(sc)
+	return sc
+}
+
+// subscribeLocked subscribes q (SSUBSCRIBE on a cluster) through sc. n.mu
+// must be held. The change is queued on the connection: if subscribeLocked
+// returns it, the caller must call send with it after unlocking n.mu.
+func (n *notifier) subscribeLocked(q *waitQueue, sc *subConn) *subConn {
 	q.conn = sc
 	sc.channels++
 	return n.queueLocked(sc, subChange{sub: true, channels: []string{q.channel}})
+}
+
+// home subscribes the queue of channel through node's connection, opening
+// it if needed, if the queue is there and ok says so (both under n.mu). As
+// in join, the PubSub is created without n.mu.
+func (n *notifier) home(channel string, node shard, ok func(*waitQueue) bool) {
+	var ps *redis.PubSub
+	defer func() {
+		if ps != nil {
+			_ = ps.Close()
+		}
+	}()
+	for {
+		n.mu.Lock()
+		q := n.queues[channel]
+		if q == nil || !ok(q) {
+			n.mu.Unlock()
+			return
+		}
+		sc := n.conns[node.addr]
+		if sc == nil && ps == nil {
+			n.mu.Unlock()
+			ps = newPubSub(n.client, node)
+			continue
+		}
+		if sc == nil {
+			sc = n.openLocked(node.addr, ps)
+			ps = nil
+		}
+		sc = n.subscribeLocked(q, sc)
+		n.mu.Unlock()
+		n.send(sc)
+		return
+	}
 }
 
 // queueLocked queues a subscription change on sc, and returns sc if the
@@ -339,6 +409,7 @@ func (n *notifier) moved(sc *subConn, channel string) {
 	if len(q.waiters) > 0 {
 		q.waiters[0].signal()
 	}
+	key := q.key
 	n.mu.Unlock()
 
 	cc, ok := n.client.(*redis.ClusterClient)
@@ -352,15 +423,9 @@ func (n *notifier) moved(sc *subConn, channel string) {
 		// Ask again each time: the node a reload asks may not have learned
 		// of the move yet.
 		cc.ReloadState(context.Background())
-		node, err := shardOf(n.client, channel)
+		node, err := shardOf(n.client, key)
 		if err == nil && node.addr != sc.addr {
-			var sub *subConn
-			n.mu.Lock()
-			if q := n.queues[channel]; q != nil && q.conn == nil {
-				sub = n.subscribeLocked(q, node)
-			}
-			n.mu.Unlock()
-			n.send(sub)
+			n.home(channel, node, func(q *waitQueue) bool { return q.conn == nil })
 			return
 		}
 		if time.Now().After(deadline) {

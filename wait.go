@@ -15,7 +15,7 @@ import (
 // release that announces nothing (an expiry, the Python original, a lost
 // message) is still noticed in bounded time.
 func (l *Lock) wait(ctx context.Context) error {
-	n, w := join(l.client, l.channel)
+	n, w := join(l.client, l.key, l.channel)
 	acquired := false
 	defer func() { n.leave(w, acquired) }()
 
