@@ -19,10 +19,13 @@ import (
 type notifier struct {
 	client redis.UniversalClient
 
-	mu     sync.Mutex
-	queues map[string]*waitQueue // by channel
-	conns  map[string]*subConn   // by shard master address; "" off a cluster
-	timer  *time.Timer           // runs sweep
+	linger time.Duration // notifyLinger when n was made
+
+	mu      sync.Mutex
+	queues  map[string]*waitQueue // by channel
+	conns   map[string]*subConn   // by shard address; "" on a single server
+	timer   *time.Timer           // runs sweep
+	sweepAt time.Time             // when timer fires; zero while it is stopped
 }
 
 // subConn is one pub/sub connection and its reader. On a cluster there is
@@ -84,7 +87,7 @@ var notifiers struct {
 func notifierLocked(client redis.UniversalClient) *notifier {
 	n := notifiers.m[client]
 	if n == nil {
-		n = &notifier{client: client, queues: make(map[string]*waitQueue), conns: make(map[string]*subConn)}
+		n = &notifier{client: client, linger: notifyLinger, queues: make(map[string]*waitQueue), conns: make(map[string]*subConn)}
 		n.timer = time.AfterFunc(time.Hour, n.sweep)
 		n.timer.Stop()
 		if notifiers.m == nil {
@@ -327,8 +330,19 @@ func (n *notifier) leave(w *waiter, acquired bool) {
 	if len(q.waiters) == 0 {
 		q.waiters = nil
 		q.idleSince = time.Now()
-		n.timer.Reset(notifyLinger)
+		n.sweepByLocked(q.idleSince.Add(n.linger))
 	}
+}
+
+// sweepByLocked makes sweep run at t or earlier. A sweep already due
+// earlier is never postponed, so that steady contention on some locks
+// does not keep the idle channels of others subscribed. n.mu must be held.
+func (n *notifier) sweepByLocked(t time.Time) {
+	if !n.sweepAt.IsZero() && !t.Before(n.sweepAt) {
+		return
+	}
+	n.sweepAt = t
+	n.timer.Reset(time.Until(t))
 }
 
 func (w *waiter) signal() {
@@ -479,12 +493,14 @@ func (n *notifier) wakeHeads() {
 	}
 }
 
-// sweep unsubscribes the channels idle for notifyLinger and closes the
+// sweep unsubscribes the channels idle for n.linger and closes the
 // connections left without channels, waiting for their readers. Once it has
-// no queue left, the notifier leaves the registry. It runs on n.timer.
+// no queue left, the notifier leaves the registry. It runs on n.timer, and
+// sets it again for the earliest channel still lingering.
 func (n *notifier) sweep() {
 	notifiers.mu.Lock()
 	n.mu.Lock()
+	n.sweepAt = time.Time{}
 	now := time.Now()
 	var next time.Duration
 	gone := make(map[*subConn][]string)
@@ -492,9 +508,9 @@ func (n *notifier) sweep() {
 		if len(q.waiters) > 0 {
 			continue
 		}
-		if idle := now.Sub(q.idleSince); idle < notifyLinger {
-			if next == 0 || notifyLinger-idle < next {
-				next = notifyLinger - idle
+		if idle := now.Sub(q.idleSince); idle < n.linger {
+			if next == 0 || n.linger-idle < next {
+				next = n.linger - idle
 			}
 			continue
 		}
@@ -520,7 +536,7 @@ func (n *notifier) sweep() {
 		delete(notifiers.m, n.client)
 	}
 	if next > 0 {
-		n.timer.Reset(next)
+		n.sweepByLocked(now.Add(next))
 	}
 	n.mu.Unlock()
 	notifiers.mu.Unlock()
