@@ -67,6 +67,10 @@ type waitQueue struct {
 type waiter struct {
 	q    *waitQueue
 	wake chan struct{} // capacity 1: a wake-up is never lost, never blocks
+
+	// holderUntil bounds the lease of the hold the previous head left
+	// with, when it left holding the lock; see head. Guarded by n.mu.
+	holderUntil time.Time
 }
 
 // notifyLinger is how long a release channel stays subscribed after its last
@@ -303,17 +307,26 @@ func (n *notifier) send(sc *subConn) {
 	}
 }
 
-// isHead reports whether w is at the head of its queue.
-func (n *notifier) isHead(w *waiter) bool {
+// head reports whether w is at the head of its queue and, if the head
+// before it left holding the lock, the time by which that new hold expires
+// at the latest unless renewed; it hands that time over only once.
+func (n *notifier) head(w *waiter) (bool, time.Time) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return len(w.q.waiters) > 0 && w.q.waiters[0] == w
+	if len(w.q.waiters) == 0 || w.q.waiters[0] != w {
+		return false, time.Time{}
+	}
+	until := w.holderUntil
+	w.holderUntil = time.Time{}
+	return true, until
 }
 
-// leave removes w from its queue. A head that leaves without the lock wakes
-// the next waiter to try; one that leaves holding it does not, since the next
-// try could only fail until its release is announced.
-func (n *notifier) leave(w *waiter, acquired bool) {
+// leave removes w from its queue; lease is the lease of the hold w leaves
+// with, 0 if it leaves without the lock. A head that leaves wakes the next
+// waiter: to try at once if it did not take the lock, or, if it did, to
+// sleep no longer than the new hold's lease, since a try before its release
+// could only fail and its key may expire without one.
+func (n *notifier) leave(w *waiter, lease time.Duration) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	q := w.q
@@ -321,8 +334,12 @@ func (n *notifier) leave(w *waiter, acquired bool) {
 		if x == w {
 			q.waiters = append(q.waiters[:i], q.waiters[i+1:]...)
 			waiting.Add(-1)
-			if i == 0 && !acquired && len(q.waiters) > 0 {
-				q.waiters[0].signal()
+			if i == 0 && len(q.waiters) > 0 {
+				next := q.waiters[0]
+				if lease > 0 {
+					next.holderUntil = time.Now().Add(lease)
+				}
+				next.signal()
 			}
 			break
 		}

@@ -10,20 +10,23 @@ import (
 // wait acquires the lock after a failed attempt. It queues behind the other
 // waiters of this process for the same lock; at the head of the queue it
 // confirms the release subscription, then tries each time it is woken: by a
-// release message, by the previous head giving up, or by its timer, which
+// release message, by the previous head leaving, or by its timer, which
 // never sleeps longer than the holder's remaining lease or the backoff, so a
 // release that announces nothing (an expiry, the Python original, a lost
-// message) is still noticed in bounded time.
+// message) is still noticed in bounded time. A head promoted because the
+// previous one took the lock knows that hold's lease without asking: it
+// sleeps no longer than that before its first try.
 func (l *Lock) wait(ctx context.Context) error {
 	n, w := join(l.client, l.key, l.channel)
-	acquired := false
-	defer func() { n.leave(w, acquired) }()
+	var lease time.Duration // of the hold taken, for the next head
+	defer func() { n.leave(w, lease) }()
 
 	b := newBackoff(l.opts.retryMin, l.opts.retryMax)
 	defer b.stop()
 	confirmed := false
 	for {
-		if !n.isHead(w) {
+		head, holderUntil := n.head(w)
+		if !head {
 			if err := b.sleep(ctx, l.opts.retryMax, w.wake); err != nil {
 				return errors.Join(ErrNotAcquired, err)
 			}
@@ -37,9 +40,14 @@ func (l *Lock) wait(ctx context.Context) error {
 			}
 			confirmed = true
 		}
+		if d := time.Until(holderUntil); d > 0 {
+			if err := b.sleep(ctx, b.next(d), w.wake); err != nil {
+				return errors.Join(ErrNotAcquired, err)
+			}
+		}
 		ok, pttl, err := l.attempt(ctx)
 		if ok {
-			acquired = true
+			lease = l.opts.ttl
 			return nil
 		}
 		if err != nil && !retryable(err) {
