@@ -14,8 +14,9 @@ import (
 // never sleeps longer than the holder's remaining lease or the backoff, so a
 // release that announces nothing (an expiry, the Python original, a lost
 // message) is still noticed in bounded time. A head promoted because the
-// previous one took the lock knows that hold's lease without asking: it
-// sleeps no longer than that before its first try.
+// previous one took the lock knows that hold's lease without asking: before
+// its first try it sleeps until the release message, and no longer than
+// that lease or the retry maximum.
 func (l *Lock) wait(ctx context.Context) error {
 	n, w := join(l.client, l.key, l.channel)
 	var lease time.Duration // of the hold taken, for the next head
@@ -41,7 +42,9 @@ func (l *Lock) wait(ctx context.Context) error {
 			confirmed = true
 		}
 		if d := time.Until(holderUntil); d > 0 {
-			if err := b.sleep(ctx, b.next(d), w.wake); err != nil {
+			// As long as a waiter behind the head would: the release message
+			// or the end of the lease wakes it, not the backoff's floor.
+			if err := b.sleep(ctx, min(d, l.opts.retryMax), w.wake); err != nil {
 				return errors.Join(ErrNotAcquired, err)
 			}
 		}
