@@ -45,21 +45,43 @@ func countEvalsha(c interface{ AddHook(redis.Hook) }) *commandCounter {
 	return h
 }
 
-// startRing starts n private servers and returns a Ring over them, closed
-// by t.Cleanup, and a client of each server by its address.
-func startRing(t *testing.T, n int) (func() *redis.Ring, map[string]*redis.Client) {
+// startRing starts n private servers and returns a function making Rings
+// over them, closed by t.Cleanup, and each server by its address.
+func startRing(t *testing.T, n int) (func(...func(*redis.RingOptions)) *redis.Ring, map[string]*redistest.Server) {
 	addrs := make(map[string]string)
-	admins := make(map[string]*redis.Client)
+	servers := make(map[string]*redistest.Server)
 	for i := range n {
 		srv := redistest.Start(t)
 		addrs["shard"+strconv.Itoa(i)] = srv.Addr()
-		admins[srv.Addr()] = srv.Client(t)
+		servers[srv.Addr()] = srv
 	}
-	return func() *redis.Ring {
-		r := redis.NewRing(&redis.RingOptions{Addrs: addrs})
+	return func(opts ...func(*redis.RingOptions)) *redis.Ring {
+		o := &redis.RingOptions{Addrs: addrs}
+		for _, opt := range opts {
+			opt(o)
+		}
+		r := redis.NewRing(o)
 		t.Cleanup(func() { _ = r.Close() })
 		return r
-	}, admins
+	}, servers
+}
+
+// ringName returns a lock name whose key the Ring r routes to another shard
+// than the key's release channel, and the address of the key's shard.
+func ringName(t *testing.T, r *redis.Ring) (string, string) {
+	for i := range 1000 {
+		name := "ring:" + strconv.Itoa(i)
+		key := DefaultKeyPrefix + name
+		k, err := r.GetShardClientForKey(key)
+		require.NoError(t, err)
+		c, err := r.GetShardClientForKey(channelFor(key))
+		require.NoError(t, err)
+		if k != c {
+			return name, k.Options().Addr
+		}
+	}
+	t.Fatal("no name whose key and channel live on different shards")
+	return "", ""
 }
 
 // acquireAsync runs l.Acquire in a goroutine, and sends its error, or its
@@ -87,22 +109,10 @@ type acquired struct {
 // publishes on the shard of the lock's key, even when the Ring would route
 // the channel's name to another shard.
 func TestRingWaiterWokenByRelease(t *testing.T) {
-	newRing, admins := startRing(t, 3)
+	newRing, servers := startRing(t, 3)
 	holders, waiters := newRing(), newRing()
 	ctx := context.Background()
-	var name, keyShard string
-	for i := 0; keyShard == ""; i++ {
-		require.Less(t, i, 1000, "no name whose key and channel live on different shards")
-		name = "ring:" + strconv.Itoa(i)
-		key := DefaultKeyPrefix + name
-		k, err := waiters.GetShardClientForKey(key)
-		require.NoError(t, err)
-		c, err := waiters.GetShardClientForKey(channelFor(key))
-		require.NoError(t, err)
-		if k != c {
-			keyShard = k.Options().Addr
-		}
-	}
+	name, keyShard := ringName(t, waiters)
 	holder := mustNew(t, holders, name)
 	waiter := mustNew(t, waiters, name, WithRetryBackoff(10*time.Second, 10*time.Second))
 	attempts := countEvalsha(waiters)
@@ -119,7 +129,7 @@ func TestRingWaiterWokenByRelease(t *testing.T) {
 		}
 		return attempts.n.Load() >= 2
 	}, "waiter's second attempt")
-	n, err := admins[keyShard].PubSubNumSub(ctx, waiter.channel).Result()
+	n, err := servers[keyShard].Client(t).PubSubNumSub(ctx, waiter.channel).Result()
 	require.NoError(t, err)
 	assert.EqualValues(t, 1, n[waiter.channel], "waiter subscribed on the shard of the key")
 	require.NoError(t, holder.Release(ctx))
@@ -134,6 +144,53 @@ func TestRingWaiterWokenByRelease(t *testing.T) {
 		t.Fatal("waiter on a Ring not woken")
 	}
 	require.NoError(t, waiter.Release(ctx))
+}
+
+// When a Ring drops a dead shard, the keys it served go to another, and so
+// do the releases of their locks: a waiter subscribed on the dead shard is
+// subscribed on the new one, and tries again once it is.
+func TestRingWaiterFollowsADroppedShard(t *testing.T) {
+	defer func(d time.Duration) { notifyLinger = d }(notifyLinger)
+	notifyLinger = 100 * time.Millisecond
+	newRing, servers := startRing(t, 3)
+	fast := func(o *redis.RingOptions) { o.HeartbeatFrequency = 50 * time.Millisecond }
+	holders, waiters := newRing(fast), newRing(fast)
+	ctx := context.Background()
+	name, keyShard := ringName(t, waiters)
+	holder := mustNew(t, holders, name)
+	waiter := mustNew(t, waiters, name, WithRetryBackoff(10*time.Second, 10*time.Second))
+	attempts := countEvalsha(waiters)
+	require.NoError(t, holder.Acquire(ctx))
+	got := acquireAsync(ctx, waiter)
+	waitFor(t, 5*time.Second, func() bool { return attempts.n.Load() >= 2 }, "waiter's second attempt")
+
+	// The lock dies with its shard; the key then lives, free, elsewhere.
+	servers[keyShard].Kill(t)
+	killed := time.Now()
+	select {
+	case r := <-got:
+		require.NoError(t, r.err)
+		t.Logf("shard killed to acquired on its successor: %v", r.at.Sub(killed))
+		assert.Less(t, r.at.Sub(killed), 5*time.Second, "the waiter slept through the Ring's change")
+	case <-time.After(15 * time.Second):
+		t.Fatal("waiter not woken after its shard was dropped")
+	}
+	moved, err := waiters.GetShardClientForKey(waiter.key)
+	require.NoError(t, err)
+	require.NotEqual(t, keyShard, moved.Options().Addr)
+	n, err := servers[moved.Options().Addr].Client(t).PubSubNumSub(ctx, waiter.channel).Result()
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, n[waiter.channel], "waiter subscribed on the key's new shard")
+	require.NoError(t, waiter.Release(ctx))
+	waitFor(t, 5*time.Second, func() bool {
+		n := notifierOf(waiters)
+		if n == nil {
+			return true
+		}
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.conns[keyShard] == nil
+	}, "the dead shard's connection closed")
 }
 
 // panickySubscriber is a client whose Subscribe panics, as Ring.Subscribe
