@@ -3,6 +3,8 @@ package redislock
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,28 +13,45 @@ import (
 )
 
 // A notifier wakes the waiters of one Redis client. It owns one pub/sub
-// connection, shared by every waiter of every lock on that client, and
-// subscribes to a lock's release channel only while someone in this process
-// waits for that lock (and notifyLinger after, to spare a resubscription
-// when contention goes on). Waiters of one lock queue in FIFO order and only
-// the head of the queue tries to acquire; a release message wakes the head.
+// connection (one per shard on a cluster or a Ring), shared by every waiter
+// of every lock on that client, and subscribes to a lock's release channel
+// only while someone in this process waits for that lock (and n.linger
+// after, to spare a resubscription when contention goes on). Waiters of one
+// lock queue in FIFO order and only the head of the queue tries to acquire;
+// a release message wakes the head.
+//
+// On a cluster or a Ring a channel must be subscribed on the server that the
+// lock's key lives on, and that changes: a slot moves, a master is replaced.
+// The readers notice (the server unsubscribes a moved slot's channels, a
+// connection fails) and hand the channels to a relocating goroutine, which
+// asks where they live now and subscribes them there.
 type notifier struct {
 	client redis.UniversalClient
+	routed bool          // a cluster or a Ring: channels live on several servers
+	linger time.Duration // notifyLinger when n was made
 
-	mu     sync.Mutex
-	queues map[string]*waitQueue // by channel
-	conns  map[string]*subConn   // by shard master address; "" off a cluster
-	timer  *time.Timer           // runs sweep
+	mu      sync.Mutex
+	queues  map[string]*waitQueue // by channel
+	conns   map[string]*subConn   // by shard address; "" on a single server
+	timer   *time.Timer           // runs sweep
+	sweepAt time.Time             // when timer fires; zero while it is stopped
+
+	// The relocating goroutine runs while some queue with waiters is not
+	// subscribed, or is subscribed through a failed connection; see
+	// relocate. kick wakes it (capacity 1); done closes when it returns.
+	relocating bool
+	kick       chan struct{}
+	relocDone  chan struct{}
 }
 
 // subConn is one pub/sub connection and its reader. On a cluster there is
-// one per shard, subscribed with SSUBSCRIBE to the channels of the shard's
-// slots; elsewhere one in all.
+// one per shard master, subscribed with SSUBSCRIBE to the channels of the
+// shard's slots; on a Ring one per shard; elsewhere one in all.
 type subConn struct {
 	addr     string
 	ps       *redis.PubSub
 	sharded  bool
-	channels int           // channels subscribed through it
+	channels int           // channels subscribed through it; guarded by n.mu
 	stop     chan struct{} // closed to stop the reader
 	done     chan struct{} // closed when the reader has returned
 
@@ -41,10 +60,22 @@ type subConn struct {
 	// to dial). writing says one is at it. Guarded by n.mu.
 	pending []subChange
 	writing bool
+
+	// Guarded by n.mu too. down: the reader's last receive failed on the
+	// network (go-redis redials at the next). unsubs counts, per channel,
+	// the SUNSUBSCRIBEs sent on the current connection whose reply has not
+	// come, so that the server's own unsubscriptions (a moved slot) are
+	// told from the notifier's. resub: the channels must be subscribed again
+	// one by one (go-redis resubscribes all in one command, which a cluster
+	// refuses when they span slots).
+	down   bool
+	unsubs map[string]int
+	resub  bool
 }
 
 // subChange is a SUBSCRIBE (sub) or UNSUBSCRIBE of channels, or their
-// sharded forms, waiting to be sent.
+// sharded forms, waiting to be sent. A sharded change has one channel, since
+// a cluster refuses one whose channels span slots.
 type subChange struct {
 	sub      bool
 	channels []string
@@ -52,17 +83,28 @@ type subChange struct {
 
 // waitQueue is the local queue of waiters for one lock.
 type waitQueue struct {
+	key       string // the lock's
 	channel   string
 	conn      *subConn      // nil while not subscribed
 	waiters   []*waiter     // FIFO; the head is the one that tries
 	ready     chan struct{} // closed when the subscription is confirmed
 	confirmed bool
 	idleSince time.Time // when the last waiter left; zero while in use
+
+	// After the server unsubscribed the channel (its slot moved), the
+	// notifier does not subscribe it at avoid again before avoidUntil: the
+	// slot map may not show the move yet.
+	avoid      string
+	avoidUntil time.Time
 }
 
 type waiter struct {
 	q    *waitQueue
 	wake chan struct{} // capacity 1: a wake-up is never lost, never blocks
+
+	// holderUntil bounds the lease of the hold the previous head left
+	// with, when it left holding the lock; see head. Guarded by n.mu.
+	holderUntil time.Time
 }
 
 // notifyLinger is how long a release channel stays subscribed after its last
@@ -83,7 +125,17 @@ var notifiers struct {
 func notifierLocked(client redis.UniversalClient) *notifier {
 	n := notifiers.m[client]
 	if n == nil {
-		n = &notifier{client: client, queues: make(map[string]*waitQueue), conns: make(map[string]*subConn)}
+		n = &notifier{
+			client: client,
+			linger: notifyLinger,
+			queues: make(map[string]*waitQueue),
+			conns:  make(map[string]*subConn),
+			kick:   make(chan struct{}, 1),
+		}
+		switch client.(type) {
+		case *redis.ClusterClient, *redis.Ring:
+			n.routed = true
+		}
 		n.timer = time.AfterFunc(time.Hour, n.sweep)
 		n.timer.Stop()
 		if notifiers.m == nil {
@@ -112,40 +164,76 @@ func queued(client redis.UniversalClient, channel string) bool {
 	return q != nil && len(q.waiters) > 0
 }
 
-// join appends a waiter for channel to the queue of client's notifier,
-// subscribing to the channel if needed. The subscription is confirmed when
-// the waiter's queue's ready channel closes.
-func join(client redis.UniversalClient, channel string) (*notifier, *waiter) {
-	node, nodeErr := shardOf(client, channel) // before locking: it may block
-	notifiers.mu.Lock()
-	n := notifierLocked(client)
-	// Taking n.mu before letting go of the registry keeps sweep from
-	// retiring n in between.
-	n.mu.Lock()
-	notifiers.mu.Unlock()
-	q := n.queues[channel]
-	if q == nil {
-		q = &waitQueue{channel: channel, ready: make(chan struct{})}
-		n.queues[channel] = q
+// join appends a waiter for the lock at key, announced on channel, to the
+// queue of client's notifier, subscribing to the channel if needed, or
+// subscribing it again where the client now routes the key. The
+// subscription is confirmed when the waiter's queue's ready channel closes.
+// It blocks only to look up the key's shard and to create a connection's
+// PubSub, neither under a mutex: a client may panic there (a Ring does
+// without a channel), and the panic then leaves nothing changed or locked.
+func join(client redis.UniversalClient, key, channel string) (*notifier, *waiter) {
+	node, nodeErr := shardOf(client, key) // before locking: it may block
+	var ps *redis.PubSub                  // made for node, if it had no connection
+	for {
+		notifiers.mu.Lock()
+		n := notifierLocked(client)
+		// Taking n.mu before letting go of the registry keeps sweep from
+		// retiring n in between.
+		n.mu.Lock()
+		notifiers.mu.Unlock()
+		q := n.queues[channel]
+		home := nodeErr == nil && (q == nil || n.movableLocked(q, q.conn, node.addr))
+		if home && ps == nil && n.conns[node.addr] == nil {
+			n.mu.Unlock()
+			ps = newPubSub(client, node)
+			continue // n may have changed meanwhile
+		}
+		if q == nil {
+			q = &waitQueue{key: key, channel: channel, ready: make(chan struct{})}
+			n.queues[channel] = q
+		}
+		var send []*subConn
+		if home {
+			sc := n.conns[node.addr]
+			if sc == nil {
+				sc = n.openLocked(node.addr, ps)
+				ps = nil
+			}
+			send = n.moveLocked(q, sc)
+		}
+		w := &waiter{q: q, wake: make(chan struct{}, 1)}
+		q.waiters = append(q.waiters, w)
+		q.idleSince = time.Time{}
+		waiting.Add(1)
+		if n.routed && (q.conn == nil || q.conn.down) {
+			n.kickLocked() // relocate finds where it lives now
+		}
+		n.mu.Unlock()
+		if ps != nil {
+			_ = ps.Close() // another join opened the connection first
+		}
+		for _, sc := range send {
+			n.send(sc)
+		}
+		return n, w
 	}
-	var sc *subConn
-	if q.conn == nil && nodeErr == nil {
-		sc = n.subscribeLocked(q, node)
-	}
-	w := &waiter{q: q, wake: make(chan struct{}, 1)}
-	q.waiters = append(q.waiters, w)
-	q.idleSince = time.Time{}
-	waiting.Add(1)
-	n.mu.Unlock()
-	n.send(sc)
-	return n, w
 }
 
-// shardOf returns the client to subscribe to channel through: on a cluster,
-// the master of the channel's slot; otherwise the notifier's client.
-func shardOf(client redis.UniversalClient, channel string) (shard, error) {
-	if cc, ok := client.(*redis.ClusterClient); ok {
-		node, err := cc.MasterForKey(context.Background(), channel)
+// shardOf returns the client to subscribe to the release channel of key
+// through: the server the release script runs on, which publishes there.
+// That is the master of the key's slot on a cluster (the channel shares the
+// slot), the shard a Ring routes the key to (not the channel's, which may
+// be another), and otherwise the notifier's client.
+func shardOf(client redis.UniversalClient, key string) (shard, error) {
+	switch c := client.(type) {
+	case *redis.ClusterClient:
+		node, err := c.MasterForKey(context.Background(), key)
+		if err != nil {
+			return shard{}, err
+		}
+		return shard{node, node.Options().Addr}, nil
+	case *redis.Ring:
+		node, err := c.GetShardClientForKey(key)
 		if err != nil {
 			return shard{}, err
 		}
@@ -160,27 +248,107 @@ type shard struct {
 	addr   string
 }
 
-// subscribeLocked subscribes q (SSUBSCRIBE on a cluster) through node's
-// connection, opening it and starting its reader if needed. n.mu must be
-// held. The change is queued on the connection: if subscribeLocked returns
-// it, the caller must call send with it after unlocking n.mu.
-func (n *notifier) subscribeLocked(q *waitQueue, node shard) *subConn {
+// newPubSub returns a PubSub without channels on node: sharded on a
+// cluster. It does not dial; its reader's Receive does. It must be called
+// without a mutex held, as a client's Subscribe may panic.
+func newPubSub(client redis.UniversalClient, node shard) *redis.PubSub {
+	if _, ok := client.(*redis.ClusterClient); ok {
+		return node.client.SSubscribe(context.Background())
+	}
+	return node.client.Subscribe(context.Background())
+}
+
+// openLocked adds a connection to addr through ps and starts its reader.
+// n.mu must be held.
+func (n *notifier) openLocked(addr string, ps *redis.PubSub) *subConn {
 	_, sharded := n.client.(*redis.ClusterClient)
-	sc := n.conns[node.addr]
-	if sc == nil {
-		// Creating the PubSub does not dial; its reader's Receive does.
-		sc = &subConn{addr: node.addr, sharded: sharded, stop: make(chan struct{}), done: make(chan struct{})}
-		if sharded {
-			sc.ps = node.client.SSubscribe(context.Background())
-		} else {
-			sc.ps = node.client.Subscribe(context.Background())
+	sc := &subConn{addr: addr, ps: ps, sharded: sharded, stop: make(chan struct{}), done: make(chan struct{})}
+	n.conns[addr] = sc
+	go n.read(sc)
+	return sc
+}
+
+// movableLocked reports whether q, subscribed through from (nil if not
+// subscribed), should be subscribed through the connection to addr, where
+// the client now routes its key: it is not subscribed, or from leads
+// elsewhere. A channel that the server at addr unsubscribed is not
+// subscribed there again for movedWait. n.mu must be held.
+func (n *notifier) movableLocked(q *waitQueue, from *subConn, addr string) bool {
+	if from != nil {
+		return from.addr != addr
+	}
+	return addr != q.avoid || !time.Now().Before(q.avoidUntil)
+}
+
+// moveLocked subscribes q through sc, unsubscribing it from its current
+// connection unless that one is down (a connection that failed). n.mu must
+// be held. It returns the connections whose changes the caller must send
+// after unlocking n.mu.
+func (n *notifier) moveLocked(q *waitQueue, sc *subConn) []*subConn {
+	var send []*subConn
+	if old := q.conn; old != nil {
+		n.dropLocked(q)
+		if !old.down {
+			if old := n.queueLocked(old, subChange{channels: []string{q.channel}}); old != nil {
+				send = append(send, old)
+			}
 		}
-		n.conns[node.addr] = sc
-		go n.read(sc)
 	}
 	q.conn = sc
+	q.avoid = ""
 	sc.channels++
-	return n.queueLocked(sc, subChange{sub: true, channels: []string{q.channel}})
+	if sc := n.queueLocked(sc, subChange{sub: true, channels: []string{q.channel}}); sc != nil {
+		send = append(send, sc)
+	}
+	return send
+}
+
+// dropLocked detaches q from its connection, which the next sweep closes if
+// no channel is left on it. n.mu must be held.
+func (n *notifier) dropLocked(q *waitQueue) {
+	sc := q.conn
+	q.conn = nil
+	sc.channels--
+	if sc.channels == 0 {
+		n.sweepByLocked(time.Now().Add(n.linger))
+	}
+}
+
+// home subscribes the queue of channel through node's connection, opening
+// it if needed, if the queue is still there and subscribed through from,
+// has waiters and may move to node (movableLocked). As in join, the PubSub
+// is created without n.mu.
+func (n *notifier) home(channel string, from *subConn, node shard) {
+	var ps *redis.PubSub
+	defer func() {
+		if ps != nil {
+			_ = ps.Close()
+		}
+	}()
+	for {
+		n.mu.Lock()
+		q := n.queues[channel]
+		if q == nil || q.conn != from || len(q.waiters) == 0 || !n.movableLocked(q, from, node.addr) {
+			n.mu.Unlock()
+			return
+		}
+		sc := n.conns[node.addr]
+		if sc == nil && ps == nil {
+			n.mu.Unlock()
+			ps = newPubSub(n.client, node)
+			continue
+		}
+		if sc == nil {
+			sc = n.openLocked(node.addr, ps)
+			ps = nil
+		}
+		send := n.moveLocked(q, sc)
+		n.mu.Unlock()
+		for _, sc := range send {
+			n.send(sc)
+		}
+		return
+	}
 }
 
 // queueLocked queues a subscription change on sc, and returns sc if the
@@ -213,6 +381,14 @@ func (n *notifier) send(sc *subConn) {
 			n.mu.Unlock()
 			return
 		}
+		if sc.sharded {
+			// Counted before the write, so that the reply cannot come first.
+			for _, c := range changes {
+				if !c.sub {
+					n.countUnsubLocked(sc, c.channels[0], 1)
+				}
+			}
+		}
 		n.mu.Unlock()
 		ctx := context.Background()
 		for _, c := range changes {
@@ -222,7 +398,12 @@ func (n *notifier) send(sc *subConn) {
 			case c.sub:
 				_ = sc.ps.Subscribe(ctx, c.channels...)
 			case sc.sharded:
-				_ = sc.ps.SUnsubscribe(ctx, c.channels...)
+				if err := sc.ps.SUnsubscribe(ctx, c.channels...); err != nil {
+					// Perhaps never sent: expect no reply.
+					n.mu.Lock()
+					n.countUnsubLocked(sc, c.channels[0], -1)
+					n.mu.Unlock()
+				}
 			default:
 				_ = sc.ps.Unsubscribe(ctx, c.channels...)
 			}
@@ -230,17 +411,41 @@ func (n *notifier) send(sc *subConn) {
 	}
 }
 
-// isHead reports whether w is at the head of its queue.
-func (n *notifier) isHead(w *waiter) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return len(w.q.waiters) > 0 && w.q.waiters[0] == w
+// countUnsubLocked adds d to the count of SUNSUBSCRIBEs of channel that
+// await their reply on sc. n.mu must be held.
+func (n *notifier) countUnsubLocked(sc *subConn, channel string, d int) {
+	c := sc.unsubs[channel] + d
+	switch {
+	case c > 0:
+		if sc.unsubs == nil {
+			sc.unsubs = make(map[string]int)
+		}
+		sc.unsubs[channel] = c
+	default:
+		delete(sc.unsubs, channel)
+	}
 }
 
-// leave removes w from its queue. A head that leaves without the lock wakes
-// the next waiter to try; one that leaves holding it does not, since the next
-// try could only fail until its release is announced.
-func (n *notifier) leave(w *waiter, acquired bool) {
+// head reports whether w is at the head of its queue and, if the head
+// before it left holding the lock, the time by which that new hold expires
+// at the latest unless renewed; it hands that time over only once.
+func (n *notifier) head(w *waiter) (bool, time.Time) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(w.q.waiters) == 0 || w.q.waiters[0] != w {
+		return false, time.Time{}
+	}
+	until := w.holderUntil
+	w.holderUntil = time.Time{}
+	return true, until
+}
+
+// leave removes w from its queue; lease is the lease of the hold w leaves
+// with, 0 if it leaves without the lock. A head that leaves wakes the next
+// waiter: to try at once if it did not take the lock, or, if it did, to
+// sleep no longer than the new hold's lease, since a try before its release
+// could only fail and its key may expire without one.
+func (n *notifier) leave(w *waiter, lease time.Duration) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	q := w.q
@@ -248,8 +453,12 @@ func (n *notifier) leave(w *waiter, acquired bool) {
 		if x == w {
 			q.waiters = append(q.waiters[:i], q.waiters[i+1:]...)
 			waiting.Add(-1)
-			if i == 0 && !acquired && len(q.waiters) > 0 {
-				q.waiters[0].signal()
+			if i == 0 && len(q.waiters) > 0 {
+				next := q.waiters[0]
+				if lease > 0 {
+					next.holderUntil = time.Now().Add(lease)
+				}
+				next.signal()
 			}
 			break
 		}
@@ -257,8 +466,19 @@ func (n *notifier) leave(w *waiter, acquired bool) {
 	if len(q.waiters) == 0 {
 		q.waiters = nil
 		q.idleSince = time.Now()
-		n.timer.Reset(notifyLinger)
+		n.sweepByLocked(q.idleSince.Add(n.linger))
 	}
+}
+
+// sweepByLocked makes sweep run at t or earlier. A sweep already due
+// earlier is never postponed, so that steady contention on some locks
+// does not keep the idle channels of others subscribed. n.mu must be held.
+func (n *notifier) sweepByLocked(t time.Time) {
+	if !n.sweepAt.IsZero() && !t.Before(n.sweepAt) {
+		return
+	}
+	n.sweepAt = t
+	n.timer.Reset(time.Until(t))
 }
 
 func (w *waiter) signal() {
@@ -268,11 +488,14 @@ func (w *waiter) signal() {
 	}
 }
 
-// read receives the messages of sc until sc.stop is closed.
+// read receives the messages of sc until sc.stop is closed. It never
+// waits for anything but the connection: what takes time (finding where a
+// channel lives now) is left to relocate.
 func (n *notifier) read(sc *subConn) {
 	defer close(sc.done)
 	var retry *time.Timer
 	pause := time.Millisecond
+	down := false
 	for {
 		msg, err := sc.ps.Receive(context.Background())
 		select {
@@ -283,12 +506,16 @@ func (n *notifier) read(sc *subConn) {
 			return
 		default:
 		}
-		if err != nil {
-			// Messages may have been missed while the connection was down:
-			// let every head try again. go-redis reconnects and resubscribes
-			// on the next Receive, unless the client was closed: then no
-			// waiter can succeed, and their own requests tell them so.
-			n.wakeHeads()
+		if err != nil && !isServerError(err) {
+			// go-redis redials and resubscribes at the next Receive, unless
+			// the client was closed: then no waiter can succeed, and their
+			// own requests tell them so. Releases announced meanwhile go
+			// unheard; the confirmations of the resubscription wake the
+			// heads to try again.
+			if !down {
+				down = true
+				n.connDown(sc)
+			}
 			if errors.Is(err, redis.ErrClosed) {
 				return
 			}
@@ -307,76 +534,231 @@ func (n *notifier) read(sc *subConn) {
 			continue
 		}
 		pause = time.Millisecond
+		if down {
+			down = false
+			n.connUp(sc)
+		}
+		if err != nil {
+			n.refused(sc, err)
+			continue
+		}
 		switch m := msg.(type) {
 		case *redis.Message:
 			n.released(m.Channel)
 		case *redis.Subscription:
 			switch m.Kind {
 			case "subscribe", "ssubscribe":
-				n.confirmed(m.Channel)
+				n.confirmed(sc, m.Channel)
 			case "sunsubscribe":
-				n.moved(sc, m.Channel)
+				n.unsubscribed(sc, m.Channel)
 			}
 		}
 	}
 }
 
-// moved handles a shard channel that the server unsubscribed, as Redis
-// does when the channel's slot moves to another shard: the head tries at
-// once, and the channel is subscribed again where its slot now lives, once
-// go-redis's slot map says so (it reloads in the background; moved waits for
-// that, bounded by movedWait, or leaves the waiters to poll). An
-// unsubscription the notifier asked for finds no queue on sc and is ignored.
-func (n *notifier) moved(sc *subConn, channel string) {
+// connDown records that sc's connection failed: the replies it awaited are
+// lost with it, and on a cluster or a Ring its channels may have to move
+// (a killed master's slots go to a promoted replica, a Ring drops a dead
+// shard), which relocate finds out.
+func (n *notifier) connDown(sc *subConn) {
 	n.mu.Lock()
-	q := n.queues[channel]
-	if q == nil || q.conn != sc {
-		n.mu.Unlock()
+	defer n.mu.Unlock()
+	sc.down = true
+	sc.unsubs = nil
+	if n.routed && sc.channels > 0 {
+		n.kickLocked()
+	}
+}
+
+func (n *notifier) connUp(sc *subConn) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	sc.down = false
+}
+
+// unsubscribed handles the reply to a SUNSUBSCRIBE on sc, or a shard
+// channel that the server unsubscribed on its own, as Redis does when the
+// channel's slot moves to another shard. The notifier's own are told apart
+// by their count; for the server's, the head tries at once and relocate
+// subscribes the channel where its slot now lives.
+func (n *notifier) unsubscribed(sc *subConn, channel string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if sc.unsubs[channel] > 0 {
+		n.countUnsubLocked(sc, channel, -1)
 		return
 	}
-	q.conn = nil
-	sc.channels--
+	if q := n.queues[channel]; q != nil && q.conn == sc {
+		n.evictLocked(q)
+	}
+}
+
+// refused handles an error reply on a shard connection. MOVED answers a
+// SSUBSCRIBE or SUNSUBSCRIBE of a channel whose slot the node no longer
+// serves: the channels of that slot are not subscribed there, and no other
+// reply will come for them. CROSSSLOT answers go-redis resubscribing all
+// channels in one command after a reconnect: they are subscribed one by one.
+func (n *notifier) refused(sc *subConn, err error) {
+	if !sc.sharded {
+		return
+	}
+	msg := err.Error()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch {
+	case strings.HasPrefix(msg, "MOVED "):
+		f := strings.Fields(msg)
+		if len(f) < 2 {
+			return
+		}
+		slot, perr := strconv.Atoi(f[1])
+		if perr != nil {
+			return
+		}
+		for ch := range sc.unsubs {
+			if int(keySlot(ch)) == slot {
+				delete(sc.unsubs, ch)
+			}
+		}
+		for _, q := range n.queues {
+			if q.conn == sc && int(keySlot(q.channel)) == slot {
+				n.evictLocked(q)
+			}
+		}
+	case strings.HasPrefix(msg, "CROSSSLOT"):
+		sc.resub = true
+		n.kickLocked()
+	}
+}
+
+// evictLocked detaches q from its connection, whose server does not have
+// it subscribed, and has relocate find its new home. n.mu must be held.
+func (n *notifier) evictLocked(q *waitQueue) {
+	q.avoid, q.avoidUntil = q.conn.addr, time.Now().Add(movedWait)
+	n.dropLocked(q)
 	if len(q.waiters) > 0 {
 		q.waiters[0].signal()
+		n.kickLocked()
 	}
-	n.mu.Unlock()
+}
 
-	cc, ok := n.client.(*redis.ClusterClient)
-	if !ok {
+// movedWait is how long a channel that a server unsubscribed is not
+// subscribed there again, for the slot map to show where it went.
+const movedWait = 3 * time.Second
+
+// kickLocked starts relocate, or wakes it if it runs. n.mu must be held.
+func (n *notifier) kickLocked() {
+	if !n.relocating {
+		n.relocating = true
+		n.relocDone = make(chan struct{})
+		go n.relocate(n.relocDone)
 		return
 	}
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.Now().Add(movedWait)
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Bounds of relocate's pause between rounds: short at first, since a moved
+// slot shows in the slot map within milliseconds, then long enough to keep
+// its requests few while a failover takes seconds.
+const (
+	relocateMin = 10 * time.Millisecond
+	relocateMax = 250 * time.Millisecond
+)
+
+// relocation is a queue to subscribe elsewhere: one not subscribed (from
+// nil) or subscribed through a connection that failed.
+type relocation struct {
+	key, channel string
+	from         *subConn
+}
+
+// relocate subscribes, one round after another, the queues with waiters
+// that are not subscribed, or are subscribed through a failed connection,
+// where the client now routes their keys, reloading a cluster's slot map
+// each round (go-redis reloads it by itself only on MOVED replies and once
+// a minute), and subscribes one by one the channels of connections marked
+// resub. It returns once nothing is left to do; kickLocked starts it again.
+// It runs without n.mu while it asks the client, and is waited for by
+// the sweep that retires n.
+func (n *notifier) relocate(done chan struct{}) {
+	defer close(done)
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	pause := relocateMin
 	for {
-		// Ask again each time: the node a reload asks may not have learned
-		// of the move yet.
-		cc.ReloadState(context.Background())
-		node, err := shardOf(n.client, channel)
-		if err == nil && node.addr != sc.addr {
-			var sub *subConn
-			n.mu.Lock()
-			if q := n.queues[channel]; q != nil && q.conn == nil {
-				sub = n.subscribeLocked(q, node)
-			}
+		n.mu.Lock()
+		work, resub := n.relocationsLocked()
+		if len(work) == 0 && len(resub) == 0 {
+			n.relocating = false
 			n.mu.Unlock()
-			n.send(sub)
 			return
 		}
-		if time.Now().After(deadline) {
-			return // the waiters poll until the next one joins
+		n.mu.Unlock()
+		for _, sc := range resub {
+			n.send(sc)
+		}
+		if len(work) > 0 {
+			if cc, ok := n.client.(*redis.ClusterClient); ok {
+				cc.ReloadState(context.Background()) // in the background: the next round sees it
+			}
+			for _, r := range work {
+				if node, err := shardOf(n.client, r.key); err == nil {
+					n.home(r.channel, r.from, node)
+				}
+			}
+		}
+		if timer == nil {
+			timer = time.NewTimer(pause)
+		} else {
+			timer.Reset(pause)
 		}
 		select {
-		case <-sc.stop:
-			return
-		case <-tick.C:
+		case <-n.kick:
+			timer.Stop()
+			pause = relocateMin
+		case <-timer.C:
+			pause = min(2*pause, relocateMax)
 		}
 	}
 }
 
-// movedWait bounds how long a reader waits for the slot map to follow a
-// moved channel; messages for its other channels wait as long.
-const movedWait = 3 * time.Second
+// relocationsLocked returns relocate's work: the queues to relocate, and
+// the connections to send after queueing their channels' subscriptions
+// again one by one. n.mu must be held.
+func (n *notifier) relocationsLocked() ([]relocation, []*subConn) {
+	var work []relocation
+	for ch, q := range n.queues {
+		if len(q.waiters) > 0 && (q.conn == nil || q.conn.down) {
+			work = append(work, relocation{key: q.key, channel: ch, from: q.conn})
+		}
+	}
+	var resub []*subConn
+	for _, sc := range n.conns {
+		if !sc.resub {
+			continue
+		}
+		sc.resub = false
+		var send *subConn
+		for ch, q := range n.queues {
+			if q.conn == sc {
+				if s := n.queueLocked(sc, subChange{sub: true, channels: []string{ch}}); s != nil {
+					send = s
+				}
+			}
+		}
+		if send != nil {
+			resub = append(resub, send)
+		}
+	}
+	return work, resub
+}
 
 // released wakes the head waiter of channel.
 func (n *notifier) released(channel string) {
@@ -387,13 +769,15 @@ func (n *notifier) released(channel string) {
 	}
 }
 
-// confirmed marks channel's subscription as confirmed. A confirmation after
-// a reconnect also wakes the head, in case a release went unheard meanwhile.
-func (n *notifier) confirmed(channel string) {
+// confirmed marks channel's subscription through sc as confirmed. A
+// confirmation after a reconnect or a move also wakes the head, in case a
+// release went unheard meanwhile. One from another connection (an old one
+// resubscribing) confirms nothing.
+func (n *notifier) confirmed(sc *subConn, channel string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	q := n.queues[channel]
-	if q == nil {
+	if q == nil || q.conn != sc {
 		return
 	}
 	if !q.confirmed {
@@ -404,22 +788,14 @@ func (n *notifier) confirmed(channel string) {
 	}
 }
 
-func (n *notifier) wakeHeads() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for _, q := range n.queues {
-		if len(q.waiters) > 0 {
-			q.waiters[0].signal()
-		}
-	}
-}
-
-// sweep unsubscribes the channels idle for notifyLinger and closes the
+// sweep unsubscribes the channels idle for n.linger and closes the
 // connections left without channels, waiting for their readers. Once it has
-// no queue left, the notifier leaves the registry. It runs on n.timer.
+// no queue left, the notifier leaves the registry. It runs on n.timer, and
+// sets it again for the earliest channel still lingering.
 func (n *notifier) sweep() {
 	notifiers.mu.Lock()
 	n.mu.Lock()
+	n.sweepAt = time.Time{}
 	now := time.Now()
 	var next time.Duration
 	gone := make(map[*subConn][]string)
@@ -427,9 +803,9 @@ func (n *notifier) sweep() {
 		if len(q.waiters) > 0 {
 			continue
 		}
-		if idle := now.Sub(q.idleSince); idle < notifyLinger {
-			if next == 0 || notifyLinger-idle < next {
-				next = notifyLinger - idle
+		if idle := now.Sub(q.idleSince); idle < n.linger {
+			if next == 0 || n.linger-idle < next {
+				next = n.linger - idle
 			}
 			continue
 		}
@@ -446,16 +822,31 @@ func (n *notifier) sweep() {
 			delete(n.conns, addr)
 			closing = append(closing, sc)
 		case len(gone[sc]) > 0:
-			if sc := n.queueLocked(sc, subChange{channels: gone[sc]}); sc != nil {
-				sending = append(sending, sc)
+			var send *subConn
+			if sc.sharded {
+				for _, ch := range gone[sc] {
+					if s := n.queueLocked(sc, subChange{channels: []string{ch}}); s != nil {
+						send = s
+					}
+				}
+			} else {
+				send = n.queueLocked(sc, subChange{channels: gone[sc]})
+			}
+			if send != nil {
+				sending = append(sending, send)
 			}
 		}
 	}
+	var relocating chan struct{}
 	if len(n.queues) == 0 && len(n.conns) == 0 && notifiers.m[n.client] == n {
 		delete(notifiers.m, n.client)
+		if n.relocating {
+			relocating = n.relocDone // it finds nothing to do and returns
+			n.kickLocked()
+		}
 	}
 	if next > 0 {
-		n.timer.Reset(next)
+		n.sweepByLocked(now.Add(next))
 	}
 	n.mu.Unlock()
 	notifiers.mu.Unlock()
@@ -466,5 +857,8 @@ func (n *notifier) sweep() {
 		close(sc.stop)
 		_ = sc.ps.Close()
 		<-sc.done
+	}
+	if relocating != nil {
+		<-relocating
 	}
 }

@@ -10,22 +10,24 @@ import (
 // wait acquires the lock after a failed attempt. It queues behind the other
 // waiters of this process for the same lock; at the head of the queue it
 // confirms the release subscription, then tries each time it is woken: by a
-// release message, by the previous head giving up, or by its timer, which
+// release message, by the previous head leaving, or by its timer, which
 // never sleeps longer than the holder's remaining lease or the backoff, so a
 // release that announces nothing (an expiry, the Python original, a lost
-// message) is still noticed in bounded time.
+// message) is still noticed in bounded time. A head promoted because the
+// previous one took the lock knows that hold's lease without asking: before
+// its first try it sleeps until the release message, and no longer than
+// that lease or the retry maximum.
 func (l *Lock) wait(ctx context.Context) (*hold, error) {
-	n, w := join(l.client, l.channel)
-	acquired := false
-	// Leaving with a lock that others may share lets the next waiter try
-	// at once, as leaving without it does.
-	defer func() { n.leave(w, acquired && !l.prim.shared) }()
+	n, w := join(l.client, l.key, l.channel)
+	var lease time.Duration // of the hold taken, for the next head
+	defer func() { n.leave(w, lease) }()
 
 	b := newBackoff(l.opts.retryMin, l.opts.retryMax)
 	defer b.stop()
 	confirmed := false
 	for {
-		if !n.isHead(w) {
+		head, holderUntil := n.head(w)
+		if !head {
 			if err := b.sleep(ctx, l.opts.retryMax, w.wake); err != nil {
 				return nil, errors.Join(ErrNotAcquired, err)
 			}
@@ -39,9 +41,20 @@ func (l *Lock) wait(ctx context.Context) (*hold, error) {
 			}
 			confirmed = true
 		}
+		if d := time.Until(holderUntil); d > 0 {
+			// As long as a waiter behind the head would: the release message
+			// or the end of the lease wakes it, not the backoff's floor.
+			if err := b.sleep(ctx, min(d, l.opts.retryMax), w.wake); err != nil {
+				return nil, errors.Join(ErrNotAcquired, err)
+			}
+		}
 		h, pttl, err := l.attempt(ctx)
 		if h != nil {
-			acquired = true
+			if !l.prim.shared {
+				// Leaving with a lock others may share lets the next waiter
+				// try at once, as leaving without it does.
+				lease = l.opts.ttl
+			}
 			return h, nil
 		}
 		if err != nil && !retryable(err) {
