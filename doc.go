@@ -22,7 +22,7 @@
 // Waiters do not poll: a release is announced on a pub/sub channel of the
 // lock (sharded pub/sub on a cluster), waiters of one process queue in FIFO
 // order behind one shared subscription connection per client (per shard on
-// a cluster), and only the head of the
+// a cluster or a Ring), and only the head of the
 // queue tries. Sleeps stay capped by the holder's remaining lease and a
 // backoff, so a release that announces nothing is still noticed.
 //
