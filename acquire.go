@@ -47,6 +47,14 @@ func (l *Lock) acquire(ctx context.Context) (*hold, error) {
 		ctx, cancel = context.WithTimeout(ctx, l.opts.waitTimeout)
 		defer cancel()
 	}
+	if l.prim.fair {
+		// Try at once: the queue in Redis keeps the order.
+		h, _, err := l.attempt(ctx)
+		if h != nil || (err != nil && !retryable(err)) {
+			return h, err
+		}
+		return l.waitFair(ctx)
+	}
 	// Try at once, unless others in this process already wait for the lock:
 	// then queue behind them.
 	if l.holding() || !queued(l.client, l.channel) {

@@ -25,12 +25,14 @@ type Lock struct {
 
 	// Script keys and whole EVALSHA commands for the requests on the hot
 	// path, built once; see evalsha. The commands' token argument (index
-	// tokenArg) and the release's last-level flag (lastArg) are set for each
-	// request while op is held.
+	// tokenArg, after "evalsha", the SHA, the key count, the keys and the
+	// owner) and the release's last-level flag (after the token) are set
+	// for each request while op is held.
 	acquireKeys, releaseKeys []string
 	acquireCmd, releaseCmd   []any
 	fence, latch             string
 	keyBuf                   [4]string
+	tokenArg                 int
 	cmdBuf                   [8 + maxExtra + 10]any
 
 	// guard, when set, refuses a fresh acquire that could never succeed.
@@ -50,20 +52,15 @@ type Lock struct {
 	deadline  *time.Timer     // fires at the own hold's validity deadline
 }
 
-// Indexes of the arguments set per request in the prebuilt commands: the
-// token after "evalsha", the SHA, the key count, two keys and the owner;
-// the release's last-level flag after the token.
-const (
-	tokenArg = 6
-	lastArg  = 7
-)
-
 // New returns a mutex: a Lock on the key prefix+name that one owner holds
 // at a time. It makes no Redis call. It fails with ErrInvalidArgument when
 // client is nil, name is empty, or an option is out of range.
 func New(client redis.UniversalClient, name string, opts ...Option) (*Lock, error) {
 	return newLock(client, name, mutex, opts, nil)
 }
+
+// fairExtra is the fair mutex's own acquire argument: the waiter lease.
+var fairExtra = []any{DefaultWaiterTTL.Milliseconds()}
 
 // newLock returns a Lock of primitive p. extra are p's own acquire
 // arguments (at most maxExtra).
@@ -78,6 +75,13 @@ func newLock(client redis.UniversalClient, name string, p *primitive, opts []Opt
 	o := &l.opts // set in place: options applied to a local would escape
 	if err := o.init(opts); err != nil {
 		return nil, err
+	}
+	if o.fair {
+		if p != mutex {
+			return nil, fmt.Errorf("%w: WithFair is an option of New only", ErrInvalidArgument)
+		}
+		p, extra = fairMutex, fairExtra
+		l.prim = p
 	}
 	if o.minReplicas > 0 {
 		if err := checkReplicaClient(client, o.replicaTimeout); err != nil {
@@ -96,8 +100,6 @@ func newLock(client redis.UniversalClient, name string, p *primitive, opts []Opt
 		// retried release does not find another's token.
 		l.latch += ":" + l.owner
 	}
-	l.keyBuf = [...]string{l.key, l.fence, l.key, l.latch}
-	l.acquireKeys, l.releaseKeys = l.keyBuf[0:2:2], l.keyBuf[2:4:4]
 	// The commands live in the Lock and point to its fields, so that they
 	// cost no allocation of their own: New is paid by every lock name in
 	// the one-Lock-per-entity pattern. go-redis reads *string and *int64
@@ -106,9 +108,24 @@ func newLock(client redis.UniversalClient, name string, p *primitive, opts []Opt
 	if _, ok := client.(*redis.ClusterClient); ok {
 		pub = "spublish" // heard on the channel's shard only
 	}
-	l.acquireCmd = append(l.cmdBuf[0:0:8+maxExtra], "evalsha", p.acquireSHA, 2, &l.key, &l.fence, &l.owner, "0", &l.ttlMs)
-	l.acquireCmd = append(l.acquireCmd, extra...)
-	l.releaseCmd = append(l.cmdBuf[8+maxExtra:8+maxExtra:18+maxExtra], "evalsha", p.releaseSHA, 2, &l.key, &l.latch, &l.owner, "0", "0", &l.channel, pub)
+	acquire := append(l.cmdBuf[0:0:8+maxExtra], "evalsha", p.acquireSHA, 2, &l.key, &l.fence)
+	release := append(l.cmdBuf[8+maxExtra:8+maxExtra:18+maxExtra], "evalsha", p.releaseSHA, 2, &l.key, &l.latch)
+	if p.extraKeys == nil {
+		l.keyBuf = [...]string{l.key, l.fence, l.key, l.latch}
+		l.acquireKeys, l.releaseKeys = l.keyBuf[0:2:2], l.keyBuf[2:4:4]
+	} else {
+		more := p.extraKeys(l.key)
+		l.acquireKeys = append([]string{l.key, l.fence}, more...)
+		l.releaseKeys = append([]string{l.key, l.latch}, more...)
+		acquire[2], release[2] = len(l.acquireKeys), len(l.releaseKeys)
+		for i := range more {
+			acquire = append(acquire, &l.acquireKeys[2+i])
+			release = append(release, &l.releaseKeys[2+i])
+		}
+	}
+	l.tokenArg = len(acquire) + 1
+	l.acquireCmd = append(append(acquire, &l.owner, "0", &l.ttlMs), extra...)
+	l.releaseCmd = append(release, &l.owner, "0", "0", &l.channel, pub)
 	return l, nil
 }
 

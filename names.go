@@ -26,6 +26,13 @@ func fenceKeyFor(key string) string { return derivedNames(key).fence }
 // have succeeded.
 func latchKeyFor(key string) string { return derivedNames(key).latch }
 
+// slotName returns "redislock:{T}:" + suffix, in key's slot.
+func slotName(key, suffix string) string {
+	var b [12]byte
+	tag := strconv.AppendUint(b[:0], uint64(slotTag(keySlot(key))), 10)
+	return "redislock:{" + string(tag) + "}:" + suffix
+}
+
 // names are the names derived from one lock key.
 type names struct{ channel, fence, latch string }
 

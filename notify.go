@@ -99,8 +99,9 @@ type waitQueue struct {
 }
 
 type waiter struct {
-	q    *waitQueue
-	wake chan struct{} // capacity 1: a wake-up is never lost, never blocks
+	q     *waitQueue
+	wake  chan struct{} // capacity 1: a wake-up is never lost, never blocks
+	owner string        // a release naming this owner wakes this waiter
 
 	// holderUntil bounds the lease of the hold the previous head left
 	// with, when it left holding the lock; see head. Guarded by n.mu.
@@ -171,7 +172,7 @@ func queued(client redis.UniversalClient, channel string) bool {
 // It blocks only to look up the key's shard and to create a connection's
 // PubSub, neither under a mutex: a client may panic there (a Ring does
 // without a channel), and the panic then leaves nothing changed or locked.
-func join(client redis.UniversalClient, key, channel string) (*notifier, *waiter) {
+func join(client redis.UniversalClient, key, channel, owner string) (*notifier, *waiter) {
 	node, nodeErr := shardOf(client, key) // before locking: it may block
 	var ps *redis.PubSub                  // made for node, if it had no connection
 	for {
@@ -201,7 +202,7 @@ func join(client redis.UniversalClient, key, channel string) (*notifier, *waiter
 			}
 			send = n.moveLocked(q, sc)
 		}
-		w := &waiter{q: q, wake: make(chan struct{}, 1)}
+		w := &waiter{q: q, wake: make(chan struct{}, 1), owner: owner}
 		q.waiters = append(q.waiters, w)
 		q.idleSince = time.Time{}
 		waiting.Add(1)
@@ -544,7 +545,7 @@ func (n *notifier) read(sc *subConn) {
 		}
 		switch m := msg.(type) {
 		case *redis.Message:
-			n.released(m.Channel)
+			n.released(m.Channel, m.Payload)
 		case *redis.Subscription:
 			switch m.Kind {
 			case "subscribe", "ssubscribe":
@@ -760,12 +761,25 @@ func (n *notifier) relocationsLocked() ([]relocation, []*subConn) {
 	return work, resub
 }
 
-// released wakes the head waiter of channel.
-func (n *notifier) released(channel string) {
+// released wakes the head waiter of channel, or the waiter of owner next
+// when a fair lock's release names one.
+func (n *notifier) released(channel, next string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if q := n.queues[channel]; q != nil && len(q.waiters) > 0 {
+	q := n.queues[channel]
+	if q == nil || len(q.waiters) == 0 {
+		return
+	}
+	if next == "" {
 		q.waiters[0].signal()
+		return
+	}
+	// A fair lock's release names the waiter to try, wherever it waits.
+	for _, w := range q.waiters {
+		if w.owner == next {
+			w.signal()
+			return
+		}
 	}
 }
 

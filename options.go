@@ -48,6 +48,7 @@ type options struct {
 	ownerSet     bool
 
 	drift          float64
+	fair           bool
 	minReplicas    int // 0: no WAIT
 	replicaTimeout time.Duration
 	replicasSet    bool

@@ -48,6 +48,13 @@ type primitive struct {
 	acquire, release       *redis.Script
 	renew, pttl            *redis.Script
 	acquireSHA, releaseSHA any // boxed once for the prebuilt commands
+
+	// fair: waiters queue in Redis; each tries when the release names it
+	// or its waiter lease is due for renewal, not only the local head.
+	fair bool
+	// extraKeys returns the keys acquire and release take after their
+	// first two (KEYS[3], ...); nil for none.
+	extraKeys func(key string) []string
 }
 
 func newPrimitive(name string, shared bool, acquire, release, renew, pttl *redis.Script) *primitive {

@@ -166,10 +166,10 @@ func (l *Lock) releaseLevel(ctx context.Context, want *hold) error {
 // DefaultReleaseTimeout. op must be held.
 func (l *Lock) sendRelease(ctx context.Context, final bool, token any) (int64, error) {
 	cmd := l.releaseCmd
-	cmd[tokenArg] = token
-	cmd[lastArg] = "0"
+	cmd[l.tokenArg] = token
+	cmd[l.tokenArg+1] = "0"
 	if final {
-		cmd[lastArg] = "1"
+		cmd[l.tokenArg+1] = "1"
 	}
 	n, err := evalsha(detach(ctx, DefaultReleaseTimeout), l.client, l.prim.release, l.releaseKeys, cmd).Int64()
 	if err != nil {

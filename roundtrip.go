@@ -23,7 +23,7 @@ func (l *Lock) runAcquire(ctx context.Context, token any) (grant, error) {
 	var g grant
 	fresh := token == "0"
 	cmd := l.acquireCmd
-	cmd[tokenArg] = token // op is held
+	cmd[l.tokenArg] = token // op is held
 	var v any
 	var err error
 	if l.opts.minReplicas > 0 && fresh {

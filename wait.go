@@ -18,7 +18,7 @@ import (
 // its first try it sleeps until the release message, and no longer than
 // that lease or the retry maximum.
 func (l *Lock) wait(ctx context.Context) (*hold, error) {
-	n, w := join(l.client, l.key, l.channel)
+	n, w := join(l.client, l.key, l.channel, l.owner)
 	var lease time.Duration // of the hold taken, for the next head
 	defer func() { n.leave(w, lease) }()
 
@@ -67,6 +67,48 @@ func (l *Lock) wait(ctx context.Context) (*hold, error) {
 			wake = nil
 		}
 		if err := b.sleep(ctx, b.next(pttl), wake); err != nil {
+			return nil, errors.Join(ErrNotAcquired, err)
+		}
+	}
+}
+
+// waitFair acquires a fair lock after an attempt that queued this Lock in
+// Redis. Every waiter of a fair lock tries on its own, not only the local
+// head: when a release names it, when its sleep ends — the holder's
+// remaining lease for the queue's head, a third of its waiter lease for the
+// others, as the acquire script says — so that its attempts renew its
+// waiter lease. One that leaves without the lock takes itself out of the
+// queue.
+func (l *Lock) waitFair(ctx context.Context) (*hold, error) {
+	n, w := join(l.client, l.key, l.channel, l.owner)
+	acquired := false
+	defer func() {
+		if !acquired {
+			l.leaveQueue(ctx)
+		}
+		n.leave(w, l.opts.ttl)
+	}()
+	b := newBackoff(l.opts.retryMin, l.opts.retryMax)
+	defer b.stop()
+	// Subscribed before trying again, so that no release naming this Lock
+	// falls between its first try and the subscription.
+	if err := b.sleep(ctx, l.opts.retryMax, w.q.ready); err != nil {
+		return nil, errors.Join(ErrNotAcquired, err)
+	}
+	for {
+		h, pttl, err := l.attempt(ctx)
+		if h != nil {
+			acquired = true
+			return h, nil
+		}
+		if err != nil && !retryable(err) {
+			return nil, err
+		}
+		d := pttl
+		if d <= 0 {
+			d = b.next(0)
+		}
+		if err := b.sleep(ctx, d, w.wake); err != nil {
 			return nil, errors.Join(ErrNotAcquired, err)
 		}
 	}

@@ -1,0 +1,189 @@
+package redislock
+
+import (
+	"context"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// WithFair makes [New] return a fair lock: waiters from every process are
+// served in the order they first asked, through a queue kept in Redis
+// beside the lock, in its slot. Each queued waiter holds a waiter lease of
+// [DefaultWaiterTTL], which its attempts renew while it waits (at least
+// every third of it); a waiter whose process died is skipped once its lease
+// ends on the server's clock. A release names the queue's head in its
+// announcement, and only that waiter tries: there is no race of heads. A
+// waiter that gives up leaves the queue at once.
+//
+// The lock key stays the Python-compatible hash, so every Lock of the name
+// must use WithFair for the order to hold: a Lock without it, or the Python
+// original, ignores the queue and may take the lock whenever it is free.
+// Default: not fair.
+func WithFair() Option { return func(o *options) { o.fair = true } }
+
+// DefaultWaiterTTL is the waiter lease of a fair lock's queued waiter.
+const DefaultWaiterTTL = 3 * time.Second
+
+// fairMutex is the primitive of New with WithFair: a mutex whose acquire
+// and release keep the queue. Its renewals are the mutex's.
+var fairMutex = &primitive{
+	name:    "fair mutex",
+	acquire: fairAcquireScript, release: fairReleaseScript,
+	renew: extendScript, pttl: pttlScript,
+	acquireSHA: fairAcquireScript.Hash(), releaseSHA: fairReleaseScript.Hash(),
+	fair: true,
+	extraKeys: func(key string) []string {
+		return []string{slotName(key, "queue:"+key), slotName(key, "waiters:"+key)}
+	},
+}
+
+// fairScriptHead is the part of the fair scripts that drops the waiters
+// whose lease has ended: from the order (KEYS[3], a sorted set of owners by
+// arrival) and from the leases (KEYS[4], owners by lease expiry in ms of
+// the server's clock).
+const fairScriptHead = `
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local dead = redis.call('zrangebyscore', KEYS[4], 0, now, 'LIMIT', 0, 1000)
+for i = 1, #dead, 100 do
+  redis.call('zrem', KEYS[3], unpack(dead, i, math.min(i + 99, #dead)))
+end
+if #dead > 0 then
+  redis.call('zremrangebyscore', KEYS[4], 0, now)
+end
+`
+
+// fairAcquireScript is the mutex's acquire with a queue in front (see
+// primitive and mutex.go for the conventions and the lock hash):
+//
+//	KEYS[3] the queue's order, KEYS[4] the waiters' leases
+//	ARGV[4] the waiter lease in ms
+//
+// A fresh acquire takes a free lock only when the queue is empty or the
+// caller is at its head; otherwise it queues the caller (or renews its
+// waiter lease) and returns, negated, how long to wait before trying again:
+// the holder's remaining lease for the head, a third of the waiter lease
+// for the others. A re-entry is the mutex's.
+var fairAcquireScript = newScript(fairScriptHead + `
+if ARGV[2] ~= '0' then
+  local v = redis.pcall('hmget', KEYS[1], 'owner', 'count', 'token')
+  if v.err then
+    return redis.error_reply('WRONGTYPE lock key ' .. KEYS[1] .. ' is not a lock hash')
+  end
+  if v[1] ~= ARGV[1] or tonumber(v[3]) ~= tonumber(ARGV[2]) then
+    return 0
+  end
+  local n = tonumber(v[2])
+  if n == nil or n ~= n or n < 1 or n >= 2^53 or n ~= math.floor(n) then
+    return redis.error_reply('WRONGTYPE lock key ' .. KEYS[1] .. ' has a count that is not a positive integer')
+  end
+  redis.call('hset', KEYS[1], 'count', n + 1)
+  if redis.call('pttl', KEYS[1]) < tonumber(ARGV[3]) then
+    redis.call('pexpire', KEYS[1], ARGV[3])
+  end
+  return tonumber(ARGV[2])
+end
+local lease = tonumber(ARGV[4])
+local function queue(wait)
+  redis.call('zadd', KEYS[3], 'NX', tonumber(t[1]) * 1000000 + tonumber(t[2]), ARGV[1])
+  redis.call('zadd', KEYS[4], now + lease, ARGV[1])
+  redis.call('pexpire', KEYS[3], 2 * lease)
+  redis.call('pexpire', KEYS[4], 2 * lease)
+  return -math.max(wait, 1)
+end
+local head = redis.call('zrange', KEYS[3], 0, 0)[1]
+local stale = false
+if redis.call('exists', KEYS[1]) == 1 then
+  local owner = redis.pcall('hget', KEYS[1], 'owner')
+  if type(owner) == 'table' then
+    return redis.error_reply('WRONGTYPE lock key ' .. KEYS[1] .. ' is not a lock hash')
+  end
+  if owner ~= ARGV[1] then
+    local wait = math.floor(lease / 3)
+    if head == nil or head == ARGV[1] then
+      local ttl = redis.call('pttl', KEYS[1])
+      if ttl >= 0 then
+        wait = math.min(wait, ttl)
+      end
+    end
+    return queue(wait)
+  end
+  -- A hold of this owner that its Lock has given up: nobody else can have
+  -- the lock meanwhile, so a new hold replaces it whatever the queue says.
+  stale = true
+end
+if not stale and head ~= nil and head ~= ARGV[1] then
+  return queue(math.floor(lease / 3))
+end
+local token = redis.pcall('incr', KEYS[2])
+if type(token) == 'table' then
+  return redis.error_reply('WRONGTYPE fencing counter ' .. KEYS[2] .. ' is not an integer')
+end
+if token == 1 then
+  token = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  redis.call('set', KEYS[2], token)
+end
+if head ~= nil then
+  redis.call('zrem', KEYS[3], ARGV[1])
+  redis.call('zrem', KEYS[4], ARGV[1])
+end
+redis.call('hset', KEYS[1], 'owner', ARGV[1], 'count', 1, 'token', token)
+redis.call('pexpire', KEYS[1], ARGV[3])
+return token
+`)
+
+// fairReleaseScript is the mutex's release; the announcement of a last
+// release carries the owner at the queue's head, which alone is to try
+// (KEYS[3] and KEYS[4] as for fairAcquireScript).
+var fairReleaseScript = newScript(fairScriptHead + `
+local v = redis.pcall('hmget', KEYS[1], 'owner', 'token')
+if v.err or v[1] ~= ARGV[1] or (ARGV[2] ~= '0' and tonumber(v[2]) ~= tonumber(ARGV[2])) then
+  if ARGV[3] == '1' and ARGV[2] ~= '0' and redis.pcall('get', KEYS[2]) == ARGV[2] then
+    return 0
+  end
+  return -1
+end
+if ARGV[3] == '1' then
+  redis.call('del', KEYS[1])
+  redis.call('set', KEYS[2], ARGV[2], 'px', LATCH_TTL_MS)
+  redis.call(ARGV[5], ARGV[4], redis.call('zrange', KEYS[3], 0, 0)[1] or '')
+  return 0
+end
+local n = tonumber(redis.call('hget', KEYS[1], 'count'))
+if n == nil or n ~= n or n < 2 or n >= 2^53 or n ~= math.floor(n) then
+  n = 2
+end
+redis.call('hset', KEYS[1], 'count', n - 1)
+return n - 1
+`)
+
+// fairLeaveScript takes a waiter that gives up out of the queue, and if it
+// was the head of a free lock's queue, announces the next head.
+//
+//	KEYS[1] lock key, KEYS[2] queue order, KEYS[3] waiters' leases
+//	ARGV[1] owner, ARGV[2] channel, ARGV[3] "publish" or "spublish"
+var fairLeaveScript = redis.NewScript(`
+local head = redis.call('zrange', KEYS[2], 0, 0)[1]
+redis.call('zrem', KEYS[2], ARGV[1])
+redis.call('zrem', KEYS[3], ARGV[1])
+if head == ARGV[1] and redis.call('exists', KEYS[1]) == 0 then
+  local next = redis.call('zrange', KEYS[2], 0, 0)[1]
+  if next then
+    redis.call(ARGV[3], ARGV[2], next)
+  end
+end
+return 0
+`)
+
+// leaveQueue takes l out of its fair queue after a wait that did not get
+// the lock, so that the waiters behind it need not wait for its waiter
+// lease to end. It is best effort, detached from ctx's cancellation.
+func (l *Lock) leaveQueue(ctx context.Context) {
+	pub := "publish"
+	if _, ok := l.client.(*redis.ClusterClient); ok {
+		pub = "spublish"
+	}
+	keys := []string{l.key, l.acquireKeys[2], l.acquireKeys[3]}
+	_ = fairLeaveScript.Run(detach(ctx, DefaultReleaseTimeout), l.client, keys, l.owner, l.channel, pub).Err()
+}

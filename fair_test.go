@@ -1,0 +1,135 @@
+package redislock_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/redislock/redislock"
+	"github.com/redislock/redislock/internal/redistest"
+)
+
+// fairKeys returns the queue keys of a fair lock's key on the server.
+func fairKeys(t *testing.T, c *redis.Client, key string) []string {
+	t.Helper()
+	var keys []string
+	for _, kind := range []string{"queue", "waiters"} {
+		found, err := c.Keys(context.Background(), "redislock:{*}:"+kind+":"+key).Result()
+		require.NoError(t, err)
+		keys = append(keys, found...)
+	}
+	return keys
+}
+
+// Waiters on different clients (as in different processes) get the lock in
+// the order they asked for it.
+func TestFairLockServesInOrder(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	const n = 5
+	holder := newLock(t, srv.Client(t), "fifo", redislock.WithFair())
+	require.NoError(t, holder.Acquire(ctx))
+
+	var mu sync.Mutex
+	var order []int
+	var wg sync.WaitGroup
+	for i := range n {
+		c := srv.Client(t) // a notifier of its own, as another process has
+		w := newLock(t, c, "fifo", redislock.WithFair())
+		wg.Go(func() {
+			if !assert.NoError(t, w.Acquire(ctx)) {
+				return
+			}
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+			time.Sleep(5 * time.Millisecond)
+			assert.NoError(t, w.Release(ctx))
+		})
+		// Each waiter has queued before the next one starts.
+		queue, _ := redislock.FairQueueKeys(holder.Key())
+		eventually(t, 2*time.Second, func() bool {
+			return srv.Client(t).ZCard(ctx, queue).Val() == int64(i+1)
+		}, "waiter queued")
+	}
+	require.NoError(t, holder.Release(ctx))
+	wg.Wait()
+	assert.Equal(t, []int{0, 1, 2, 3, 4}, order, "served in the order they asked")
+	assert.Empty(t, fairKeys(t, srv.Client(t), holder.Key()), "no queue left once nobody waits")
+}
+
+// A release names the queue's head, which gets the lock within a round trip
+// or so, without waiting for its next renewal of its waiter lease.
+func TestFairLockHandOffIsPrompt(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	holder := newLock(t, srv.Client(t), "prompt", redislock.WithFair())
+	waiter := newLock(t, srv.Client(t), "prompt", redislock.WithFair())
+	require.NoError(t, holder.Acquire(ctx))
+	got := make(chan time.Time, 1)
+	go func() {
+		if assert.NoError(t, waiter.Acquire(ctx)) {
+			got <- time.Now()
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	released := time.Now()
+	require.NoError(t, holder.Release(ctx))
+	at := <-got
+	assert.Less(t, at.Sub(released), 500*time.Millisecond, "the named waiter was not woken by the release")
+	require.NoError(t, waiter.Release(ctx))
+}
+
+// A waiter whose process died is skipped once its waiter lease ends on the
+// server's clock; one that gives up leaves the queue at once.
+func TestFairLockSkipsDeadAndDepartedWaiters(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	holder := newLock(t, c, "dead", redislock.WithFair())
+	require.NoError(t, holder.Acquire(ctx))
+
+	// A waiter that gives up after 100 ms, queued first.
+	quitter := newLock(t, srv.Client(t), "dead", redislock.WithFair())
+	qctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	assert.ErrorIs(t, quitter.Acquire(qctx), redislock.ErrNotAcquired)
+	keys := fairKeys(t, c, holder.Key())
+	require.Len(t, keys, 0, "the quitter left the queue: %v", keys)
+
+	// A dead waiter: queued by hand, with a lease that ends in 300 ms.
+	queueKey, waitersKey := redislock.FairQueueKeys(holder.Key())
+	tm, err := c.Time(ctx).Result()
+	require.NoError(t, err)
+	require.NoError(t, c.ZAdd(ctx, queueKey, redis.Z{Score: float64(tm.UnixMicro()), Member: "ghost"}).Err())
+	require.NoError(t, c.ZAdd(ctx, waitersKey, redis.Z{Score: float64(tm.UnixMilli() + 300), Member: "ghost"}).Err())
+
+	waiter := newLock(t, srv.Client(t), "dead", redislock.WithFair())
+	got := make(chan time.Time, 1)
+	go func() {
+		if assert.NoError(t, waiter.Acquire(ctx)) {
+			got <- time.Now()
+		}
+	}()
+	eventually(t, 2*time.Second, func() bool { return c.ZCard(ctx, queueKey).Val() == 2 }, "waiter queued behind the ghost")
+	released := time.Now()
+	require.NoError(t, holder.Release(ctx))
+	at := <-got
+	took := at.Sub(released)
+	assert.Less(t, took, redislock.DefaultWaiterTTL, "the dead waiter was not skipped once its lease ended")
+	require.NoError(t, waiter.Release(ctx))
+	assert.Empty(t, fairKeys(t, c, holder.Key()))
+}
+
+func TestWithFairOnlyForNew(t *testing.T) {
+	c := redistest.Client(t)
+	_, err := redislock.NewSemaphore(c, "n", 2, redislock.WithFair())
+	assert.ErrorIs(t, err, redislock.ErrInvalidArgument)
+	_, err = redislock.NewRWLock(c, "n", redislock.WithFair())
+	assert.ErrorIs(t, err, redislock.ErrInvalidArgument)
+}
