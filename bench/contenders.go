@@ -29,10 +29,11 @@ type Mutex interface {
 	Unlock(ctx context.Context) error
 }
 
-// keyed is a Mutex that can name the Redis keys its hold writes, so that a
-// scenario can check on the server that a hold is still there.
+// keyed is a Mutex that can name the Redis keys its hold writes, and how
+// many of them make a hold, so that a scenario can check on the server that
+// a hold is still there.
 type keyed interface {
-	keys() []string
+	keys() (keys []string, quorum int)
 }
 
 // Factory makes Mutexes of one contender over one client connection (pool).
@@ -220,7 +221,7 @@ type redislockMutex struct{ l *redislock.Lock }
 
 func (m redislockMutex) Lock(ctx context.Context) error   { return m.l.Acquire(ctx) }
 func (m redislockMutex) Unlock(ctx context.Context) error { return m.l.Release(ctx) }
-func (m redislockMutex) keys() []string                   { return []string{m.l.Key()} }
+func (m redislockMutex) keys() ([]string, int)            { return []string{m.l.Key()}, 1 }
 
 // --- github.com/bsm/redislock ---
 
@@ -251,7 +252,7 @@ type bsmMutex struct {
 	lock *bsmlock.Lock
 }
 
-func (m *bsmMutex) keys() []string { return []string{m.key} }
+func (m *bsmMutex) keys() ([]string, int) { return []string{m.key}, 1 }
 
 func (m *bsmMutex) Lock(ctx context.Context) error {
 	l, err := m.f.l.Obtain(ctx, m.key, m.f.ttl, &bsmlock.Options{RetryStrategy: m.f.retry()})
@@ -369,13 +370,14 @@ func (m *rueidisMutex) Lock(ctx context.Context) error {
 }
 
 // keys are the keys rueidislock writes for one lock: <prefix>:<i>:<name>
-// for each of its 2 × KeyMajority − 1 keys (a hold needs a majority).
-func (m *rueidisMutex) keys() []string {
+// for each of its 2 × KeyMajority − 1 keys, of which a hold needs
+// KeyMajority.
+func (m *rueidisMutex) keys() ([]string, int) {
 	ks := make([]string, m.f.nkeys)
 	for i := range ks {
 		ks[i] = fmt.Sprintf("%s:%d:%s", m.f.prefix, i, m.name)
 	}
-	return ks
+	return ks, int(m.f.nkeys/2 + 1)
 }
 
 func (m *rueidisMutex) Unlock(context.Context) error {
@@ -435,4 +437,4 @@ func (m *rawMutex) Lock(ctx context.Context) error {
 }
 
 func (m *rawMutex) Unlock(ctx context.Context) error { return m.c.Del(ctx, m.key).Err() }
-func (m *rawMutex) keys() []string                   { return []string{m.key} }
+func (m *rawMutex) keys() ([]string, int)            { return []string{m.key}, 1 }

@@ -324,14 +324,15 @@ func (r *report) writeHeld(b *strings.Builder) {
 		"**goroutines** and **heap** (HeapInuse after GC) are deltas against the moment before acquiring, snapshots taken at the end of the hold "+
 		"(a goroutine per held lock is steady state, not a spike); "+
 		"**rounds** = hold time / renewal interval; requests and commands are counted over the hold only; "+
-		"**lock keys alive**: of the keys the holds wrote (a lock is 1 key, 3 for rueidislock's defaults), how many exist at the end of the hold (EXISTS); "+
+		"**locks alive**: locks whose keys are there at the end of the hold (EXISTS on each), enough of them for a hold (a lock is 1 key; "+
+		"for rueidislock's defaults 3 keys, of which 2 make a hold); **keys alive**: of all keys the locks write, how many exist; "+
 		"**DBSIZE** at the start and end of the hold, which also counts keys other than the locks' own; "+
 		"**left** is the goroutine delta after releasing all. "+
-		"Targets: goroutines ≤ %d whatever the number of locks (O(1)), ≤ 1 request per %d locks per round, every lock key alive, heap ≤ %s per lock.\n\n",
+		"Targets: goroutines ≤ %d whatever the number of locks (O(1)), ≤ 1 request per %d locks per round, every lock alive, heap ≤ %s per lock.\n\n",
 		r.set.heldDur, r.set.heldLease, r.set.heldRenew, r.set.heldLocks, r.set.heldPeerLocks,
 		tgtGoroutines, tgtLocksPerReq, fmtBytes(tgtHeapPerLock))
 	t := table{head: []string{"contender", "locks", "acquire all", "goroutines", "heap", "heap/lock", "rounds", "requests/round",
-		"locks/request", "commands/round", "lock keys alive", "DBSIZE", "left"}}
+		"locks/request", "commands/round", "locks alive", "keys alive", "DBSIZE", "left"}}
 	for _, row := range r.held {
 		switch {
 		case !row.applicable:
@@ -359,7 +360,8 @@ func (r *report) writeHeld(b *strings.Builder) {
 			fmtNum(perRound),
 			withMark(row.c, lpr, locksPerReq >= tgtLocksPerReq),
 			fmtNum(float64(row.calls)/row.rounds),
-			withMark(row.c, fmt.Sprintf("%d / %d", row.keysAlive, row.keysExpected), row.keysAlive == row.keysExpected),
+			withMark(row.c, fmt.Sprintf("%d / %d", row.locksAlive, row.locks), row.locksAlive == int64(row.locks)),
+			fmt.Sprintf("%d / %d", row.keysAlive, row.keys),
 			fmt.Sprintf("%d → %d", row.dbsizeStart, row.dbsizeEnd),
 			fmt.Sprint(row.leftover))
 	}
@@ -551,9 +553,9 @@ func (r *report) writeTargets(b *strings.Builder) {
 		}
 		return ""
 	})
-	addRow("held locks: every lock key alive at the end", func(c contender) string {
+	addRow("held locks: every lock alive at the end", func(c contender) string {
 		if row := heldRowOf(c); row != nil {
-			return fmt.Sprintf("%d / %d %s", row.keysAlive, row.keysExpected, verdict(row.keysAlive == row.keysExpected))
+			return fmt.Sprintf("%d / %d %s", row.locksAlive, row.locks, verdict(row.locksAlive == int64(row.locks)))
 		}
 		return ""
 	})
@@ -623,8 +625,8 @@ func (r *report) writeProblems(b *strings.Builder) {
 	for _, row := range r.held {
 		if row.err != nil {
 			add("held locks, %s: %v", row.c.name, row.err)
-		} else if row.applicable && row.keysAlive < row.keysExpected {
-			add("held locks, %s: %d of %d lock keys gone at the end of the hold: leases ran out", row.c.name, row.keysExpected-row.keysAlive, row.keysExpected)
+		} else if row.applicable && row.locksAlive < int64(row.locks) {
+			add("held locks, %s: %d of %d locks without the keys of a hold at the end: leases ran out", row.c.name, int64(row.locks)-row.locksAlive, row.locks)
 		}
 	}
 	for _, row := range r.names {

@@ -629,24 +629,25 @@ func runContendInProc(ctx context.Context, srv *server, c contender, g int, hold
 // 4. Many held locks under renewal
 
 type heldRow struct {
-	c            contender
-	applicable   bool
-	why          string // when not applicable
-	locks        int
-	dbsizeStart  int64 // DBSIZE when all were acquired
-	dbsizeEnd    int64 // DBSIZE at the end of the hold
-	keysExpected int64 // keys the holds wrote (a lock may write several)
-	keysAlive    int64 // of those, still there at the end of the hold
-	dur          time.Duration
-	interval     time.Duration
-	acquireTime  time.Duration
-	goroutines   int   // NumGoroutine at the end of the hold − before
-	leftover     int   // NumGoroutine after release − before
-	heap         int64 // HeapInuse at the end of the hold − before, after GC
-	rounds       float64
-	reqs         int64
-	calls        int64
-	err          error
+	c           contender
+	applicable  bool
+	why         string // when not applicable
+	locks       int
+	dbsizeStart int64 // DBSIZE when all were acquired
+	dbsizeEnd   int64 // DBSIZE at the end of the hold
+	keys        int64 // keys the holds write (a lock may write several)
+	keysAlive   int64 // of those, there at the end of the hold
+	locksAlive  int64 // locks whose keys were enough for a hold at the end
+	dur         time.Duration
+	interval    time.Duration
+	acquireTime time.Duration
+	goroutines  int   // NumGoroutine at the end of the hold − before
+	leftover    int   // NumGoroutine after release − before
+	heap        int64 // HeapInuse at the end of the hold − before, after GC
+	rounds      float64
+	reqs        int64
+	calls       int64
+	err         error
 }
 
 // runHeld takes n locks on distinct names on one client, holds them for
@@ -751,7 +752,7 @@ func runHeld(ctx context.Context, srv *server, c contender, n int, dur, lease, i
 	if row.dbsizeEnd, row.err = srv.dbsize(ctx); row.err != nil {
 		return row
 	}
-	if row.keysExpected, row.keysAlive, row.err = srv.keysAlive(ctx, locks); row.err != nil {
+	if row.keys, row.keysAlive, row.locksAlive, row.err = srv.locksAlive(ctx, locks); row.err != nil {
 		return row
 	}
 	runtime.GC()
@@ -766,17 +767,24 @@ func runHeld(ctx context.Context, srv *server, c contender, n int, dur, lease, i
 // and how many connections that warms up.
 const heldWorkers = 32
 
-// keysAlive counts the keys the Mutexes name (see keyed) and how many of
-// them exist, with EXISTS in pipelines.
-func (s *server) keysAlive(ctx context.Context, ms []Mutex) (expected, alive int64, err error) {
-	const batch = 1000
-	var keys []string
+// locksAlive checks on the server, with EXISTS in pipelines, the keys the
+// Mutexes name (see keyed): how many of them exist, and how many Mutexes
+// still have the keys a hold needs.
+func (s *server) locksAlive(ctx context.Context, ms []Mutex) (keys, keysAlive, locksAlive int64, err error) {
+	const batch = 1000 // keys per pipeline
+	type lockKeys struct {
+		n, quorum int
+	}
+	var (
+		pending []string
+		locks   []lockKeys
+	)
 	flush := func() error {
-		if len(keys) == 0 {
+		if len(pending) == 0 {
 			return nil
 		}
 		cmds, err := s.admin.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, k := range keys {
+			for _, k := range pending {
 				p.Exists(ctx, k)
 			}
 			return nil
@@ -784,26 +792,37 @@ func (s *server) keysAlive(ctx context.Context, ms []Mutex) (expected, alive int
 		if err != nil {
 			return err
 		}
-		for _, c := range cmds {
-			alive += c.(*redis.IntCmd).Val()
+		i := 0
+		for _, l := range locks {
+			var found int
+			for range l.n {
+				found += int(cmds[i].(*redis.IntCmd).Val())
+				i++
+			}
+			keysAlive += int64(found)
+			if found >= l.quorum {
+				locksAlive++
+			}
 		}
-		expected += int64(len(keys))
-		keys = keys[:0]
+		keys += int64(len(pending))
+		pending, locks = pending[:0], locks[:0]
 		return nil
 	}
 	for _, m := range ms {
 		k, ok := m.(keyed)
 		if !ok {
-			return 0, 0, fmt.Errorf("%T does not name its keys", m)
+			return 0, 0, 0, fmt.Errorf("%T does not name its keys", m)
 		}
-		keys = append(keys, k.keys()...)
-		if len(keys) >= batch {
+		ks, quorum := k.keys()
+		pending = append(pending, ks...)
+		locks = append(locks, lockKeys{len(ks), quorum})
+		if len(pending) >= batch {
 			if err := flush(); err != nil {
-				return 0, 0, err
+				return 0, 0, 0, err
 			}
 		}
 	}
-	return expected, alive, flush()
+	return keys, keysAlive, locksAlive, flush()
 }
 
 // lockWithin locks m with holdCtx as the lock's context, giving up when
