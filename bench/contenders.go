@@ -36,6 +36,12 @@ type keyed interface {
 	keys() (keys []string, quorum int)
 }
 
+// holder is a Mutex that can tell whether it believes it still holds its
+// lock (a library that renews by itself knows when a hold is lost).
+type holder interface {
+	held() bool
+}
+
 // Factory makes Mutexes of one contender over one client connection (pool).
 type Factory interface {
 	NewMutex(name string) (Mutex, error)
@@ -222,6 +228,7 @@ type redislockMutex struct{ l *redislock.Lock }
 func (m redislockMutex) Lock(ctx context.Context) error   { return m.l.Acquire(ctx) }
 func (m redislockMutex) Unlock(ctx context.Context) error { return m.l.Release(ctx) }
 func (m redislockMutex) keys() ([]string, int)            { return []string{m.l.Key()}, 1 }
+func (m redislockMutex) held() bool                       { return m.l.Held() }
 
 // --- github.com/bsm/redislock ---
 
@@ -357,17 +364,20 @@ type rueidisMutex struct {
 	l      rueidislock.Locker
 	f      *rueidisFactory
 	name   string
+	hold   context.Context // done when the hold ends
 	cancel context.CancelFunc
 }
 
 func (m *rueidisMutex) Lock(ctx context.Context) error {
-	_, cancel, err := m.l.WithContext(ctx, m.name)
+	hold, cancel, err := m.l.WithContext(ctx, m.name)
 	if err != nil {
 		return err
 	}
-	m.cancel = cancel
+	m.hold, m.cancel = hold, cancel
 	return nil
 }
+
+func (m *rueidisMutex) held() bool { return m.hold != nil && m.hold.Err() == nil }
 
 // keys are the keys rueidislock writes for one lock: <prefix>:<i>:<name>
 // for each of its 2 × KeyMajority − 1 keys, of which a hold needs

@@ -216,8 +216,8 @@ func measure(ctx context.Context, srv *server, r *report) error {
 			}
 			row := runHeld(ctx, srv, c, n, set.heldDur, set.heldLease, set.heldRenew)
 			if row.applicable {
-				logf("4 held         %-20s %d locks: goroutines +%d, %d requests, locks alive %d, keys %d/%d %s",
-					c.name, n, row.goroutines, row.reqs, row.locksAlive, row.keysAlive, row.keys, errNote(row.err))
+				logf("4 held         %-20s %d locks: goroutines +%d, %d requests, locks alive %d, keys %d/%d, held (client) %d, left %d %s",
+					c.name, n, row.goroutines, row.reqs, row.locksAlive, row.keysAlive, row.keys, row.clientHeld, row.leftover, errNote(row.err))
 			}
 			r.held = append(r.held, row)
 		}

@@ -326,13 +326,14 @@ func (r *report) writeHeld(b *strings.Builder) {
 		"**rounds** = hold time / renewal interval; requests and commands are counted over the hold only; "+
 		"**locks alive**: locks whose keys are there at the end of the hold (EXISTS on each), enough of them for a hold (a lock is 1 key; "+
 		"for rueidislock's defaults 3 keys, of which 2 make a hold); **keys alive**: of all keys the locks write, how many exist; "+
+		"**held (client)**: locks the library still reported as held at the end (redislock's Held, rueidislock's context not done); "+
 		"**DBSIZE** at the start and end of the hold, which also counts keys other than the locks' own; "+
 		"**left** is the goroutine delta after releasing all. "+
 		"Targets: goroutines ≤ %d whatever the number of locks (O(1)), ≤ 1 request per %d locks per round, every lock alive, heap ≤ %s per lock.\n\n",
 		r.set.heldDur, r.set.heldLease, r.set.heldRenew, r.set.heldLocks, r.set.heldPeerLocks,
 		tgtGoroutines, tgtLocksPerReq, fmtBytes(tgtHeapPerLock))
 	t := table{head: []string{"contender", "locks", "acquire all", "goroutines", "heap", "heap/lock", "rounds", "requests/round",
-		"locks/request", "commands/round", "locks alive", "keys alive", "DBSIZE", "left"}}
+		"locks/request", "commands/round", "locks alive", "keys alive", "held (client)", "DBSIZE", "left"}}
 	for _, row := range r.held {
 		switch {
 		case !row.applicable:
@@ -352,6 +353,10 @@ func (r *report) writeHeld(b *strings.Builder) {
 			lpr = fmtNum(locksPerReq)
 		}
 		heapPerLock := float64(row.heap) / float64(row.locks)
+		heldFig := "n/a"
+		if row.clientHeld >= 0 {
+			heldFig = fmt.Sprintf("%d / %d", row.clientHeld, row.locks)
+		}
 		t.add(row.c.name, fmt.Sprint(row.locks), fmtDur(row.acquireTime),
 			withMark(row.c, fmt.Sprint(row.goroutines), row.goroutines <= tgtGoroutines),
 			fmtBytes(float64(row.heap)),
@@ -362,6 +367,7 @@ func (r *report) writeHeld(b *strings.Builder) {
 			fmtNum(float64(row.calls)/row.rounds),
 			withMark(row.c, fmt.Sprintf("%d / %d", row.locksAlive, row.locks), row.locksAlive == int64(row.locks)),
 			fmt.Sprintf("%d / %d", row.keysAlive, row.keys),
+			heldFig,
 			fmt.Sprintf("%d → %d", row.dbsizeStart, row.dbsizeEnd),
 			fmt.Sprint(row.leftover))
 	}

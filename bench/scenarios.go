@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -638,6 +640,7 @@ type heldRow struct {
 	keys        int64 // keys the holds write (a lock may write several)
 	keysAlive   int64 // of those, there at the end of the hold
 	locksAlive  int64 // locks whose keys were enough for a hold at the end
+	clientHeld  int   // locks the client believed it held at the end; -1: not known
 	dur         time.Duration
 	interval    time.Duration
 	acquireTime time.Duration
@@ -721,10 +724,14 @@ func runHeld(ctx context.Context, srv *server, c contender, n int, dur, lease, i
 		})
 		cancelHold()
 		// Let released holds wind down, then count what is left.
-		for i := 0; i < 20 && runtime.NumGoroutine() > g0; i++ {
+		released := time.Now()
+		for time.Since(released) < windDown && runtime.NumGoroutine() > g0 {
 			time.Sleep(50 * time.Millisecond)
 		}
 		row.leftover = runtime.NumGoroutine() - g0
+		if row.leftover > tgtGoroutines && os.Getenv("BENCH_GOROUTINES") != "" {
+			_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+		}
 	}()
 	if err != nil {
 		row.err = fmt.Errorf("acquiring %d locks: %w", n, err)
@@ -746,12 +753,16 @@ func runHeld(ctx context.Context, srv *server, c contender, n int, dur, lease, i
 	elapsed := time.Since(start)
 	row.reqs = reqs.Load() - r0
 	row.goroutines = runtime.NumGoroutine() - g0
+	if row.goroutines > tgtGoroutines && os.Getenv("BENCH_GOROUTINES") != "" {
+		_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+	}
 	if row.calls, row.err = srv.commandCalls(ctx); row.err != nil {
 		return row
 	}
 	if row.dbsizeEnd, row.err = srv.dbsize(ctx); row.err != nil {
 		return row
 	}
+	row.clientHeld = countHeld(locks)
 	if row.keys, row.keysAlive, row.locksAlive, row.err = srv.locksAlive(ctx, locks); row.err != nil {
 		return row
 	}
@@ -762,6 +773,25 @@ func runHeld(ctx context.Context, srv *server, c contender, n int, dur, lease, i
 	row.rounds = float64(elapsed) / float64(interval)
 	return row
 }
+
+// countHeld counts the Mutexes that believe they hold their lock (see
+// holder), or returns -1 if they cannot tell.
+func countHeld(ms []Mutex) int {
+	n := 0
+	for _, m := range ms {
+		h, ok := m.(holder)
+		if !ok {
+			return -1
+		}
+		if h.held() {
+			n++
+		}
+	}
+	return n
+}
+
+// windDown bounds the wait for the goroutines of released holds to end.
+const windDown = 10 * time.Second
 
 // heldWorkers is how many goroutines acquire and release the held locks,
 // and how many connections that warms up.
