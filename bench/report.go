@@ -634,6 +634,9 @@ func (r *report) writeProblems(b *strings.Builder) {
 		} else if row.applicable && row.locksAlive < int64(row.locks) {
 			add("held locks, %s: %d of %d locks without the keys of a hold at the end: leases ran out", row.c.name, int64(row.locks)-row.locksAlive, row.locks)
 		}
+		if row.err == nil && row.applicable && row.clientHeld > int(row.locksAlive) {
+			add("held locks, %s: the client believed it held %d locks, the server had the keys of %d", row.c.name, row.clientHeld, row.locksAlive)
+		}
 	}
 	for _, row := range r.names {
 		if row.err != nil {
