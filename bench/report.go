@@ -340,7 +340,7 @@ func (r *report) writeHeld(b *strings.Builder) {
 			t.add(row.c.name, "n/a: "+row.why)
 			continue
 		case row.err != nil:
-			t.add(row.c.name, fmt.Sprint(row.locks), "error")
+			t.add(row.c.name, fmt.Sprint(row.asked), "error")
 			continue
 		}
 		perRound := float64(row.reqs) / row.rounds
@@ -357,7 +357,11 @@ func (r *report) writeHeld(b *strings.Builder) {
 		if row.clientHeld >= 0 {
 			heldFig = fmt.Sprintf("%d / %d", row.clientHeld, row.locks)
 		}
-		t.add(row.c.name, fmt.Sprint(row.locks), fmtDur(row.acquireTime),
+		locks := fmt.Sprint(row.locks)
+		if row.partial {
+			locks = fmt.Sprintf("%d of %d (the rest not acquired in %v)", row.locks, row.asked, setupTimeout)
+		}
+		t.add(row.c.name, locks, fmtDur(row.acquireTime),
 			withMark(row.c, fmt.Sprint(row.goroutines), row.goroutines <= tgtGoroutines),
 			fmtBytes(float64(row.heap)),
 			withMark(row.c, fmtBytes(heapPerLock), heapPerLock <= tgtHeapPerLock),
@@ -631,7 +635,10 @@ func (r *report) writeProblems(b *strings.Builder) {
 	for _, row := range r.held {
 		if row.err != nil {
 			add("held locks, %s: %v", row.c.name, row.err)
-		} else if row.applicable && row.locksAlive < int64(row.locks) {
+		} else if row.partial {
+			add("held locks, %s: %d of %d locks acquired within %v; the row measures those", row.c.name, row.locks, row.asked, setupTimeout)
+		}
+		if row.err == nil && row.applicable && row.locksAlive < int64(row.locks) {
 			add("held locks, %s: %d of %d locks without the keys of a hold at the end: leases ran out", row.c.name, int64(row.locks)-row.locksAlive, row.locks)
 		}
 		if row.err == nil && row.applicable && row.clientHeld > int(row.locksAlive) {

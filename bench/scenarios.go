@@ -634,7 +634,9 @@ type heldRow struct {
 	c           contender
 	applicable  bool
 	why         string // when not applicable
-	locks       int
+	asked       int
+	locks       int   // acquired and held: asked, unless partial
+	partial     bool  // not all acquired within setupTimeout
 	dbsizeStart int64 // DBSIZE when all were acquired
 	dbsizeEnd   int64 // DBSIZE at the end of the hold
 	keys        int64 // keys the holds write (a lock may write several)
@@ -657,7 +659,7 @@ type heldRow struct {
 // dur with the given lease and renewal interval, and measures what holding
 // costs: goroutines, heap, requests, and whether every key stayed.
 func runHeld(ctx context.Context, srv *server, c contender, n int, dur, lease, interval time.Duration) (row heldRow) {
-	row = heldRow{c: c, applicable: c.renews, locks: n, dur: dur, interval: interval}
+	row = heldRow{c: c, applicable: c.renews, asked: n, locks: n, dur: dur, interval: interval}
 	if !c.renews {
 		row.why = "no automatic renewal"
 		return row
@@ -708,8 +710,21 @@ func runHeld(ctx context.Context, srv *server, c contender, n int, dur, lease, i
 		locks[i], held[i] = m, true
 		return nil
 	})
+	// A library that has not acquired them all within setupTimeout is
+	// measured on the locks it holds, and the row says how many.
+	timedOut := errors.Is(setupCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
 	cancelSetup()
 	row.acquireTime = time.Since(t0)
+	var holding []Mutex
+	for i, m := range locks {
+		if held[i] {
+			holding = append(holding, m)
+		}
+	}
+	row.locks = len(holding)
+	if timedOut {
+		row.partial, err = true, nil
+	}
 	defer func() {
 		// Release whatever is held, also after an error.
 		relCtx, cancel := context.WithTimeout(context.Background(), setupTimeout)
@@ -733,6 +748,9 @@ func runHeld(ctx context.Context, srv *server, c contender, n int, dur, lease, i
 			_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
 		}
 	}()
+	if err == nil && row.locks == 0 {
+		err = errors.New("none acquired")
+	}
 	if err != nil {
 		row.err = fmt.Errorf("acquiring %d locks: %w", n, err)
 		return row
@@ -762,8 +780,8 @@ func runHeld(ctx context.Context, srv *server, c contender, n int, dur, lease, i
 	if row.dbsizeEnd, row.err = srv.dbsize(ctx); row.err != nil {
 		return row
 	}
-	row.clientHeld = countHeld(locks)
-	if row.keys, row.keysAlive, row.locksAlive, row.err = srv.locksAlive(ctx, locks); row.err != nil {
+	row.clientHeld = countHeld(holding)
+	if row.keys, row.keysAlive, row.locksAlive, row.err = srv.locksAlive(ctx, holding); row.err != nil {
 		return row
 	}
 	runtime.GC()
