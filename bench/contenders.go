@@ -29,6 +29,19 @@ type Mutex interface {
 	Unlock(ctx context.Context) error
 }
 
+// keyed is a Mutex that can name the Redis keys its hold writes, and how
+// many of them make a hold, so that a scenario can check on the server that
+// a hold is still there.
+type keyed interface {
+	keys() (keys []string, quorum int)
+}
+
+// holder is a Mutex that can tell whether it believes it still holds its
+// lock (a library that renews by itself knows when a hold is lost).
+type holder interface {
+	held() bool
+}
+
 // Factory makes Mutexes of one contender over one client connection (pool).
 type Factory interface {
 	NewMutex(name string) (Mutex, error)
@@ -41,6 +54,7 @@ type openOpts struct {
 	lease time.Duration // 0: the contender's default lease
 	renew time.Duration // with lease: the renewal interval (contenders that renew)
 	reqs  *atomic.Int64 // requests sent, counted on the wire
+	cmds  *cmdNames     // when not nil, the names of the commands sent
 }
 
 // A contender is one library at one setting.
@@ -74,8 +88,8 @@ func allContenders() []contender {
 			open:    openRedislock(redislock.WithRetryBackoff(time.Millisecond, time.Millisecond)),
 		},
 		{
-			name: "bsm/default", lib: "bsm",
-			setting: "RetryStrategy LinearBackoff(500ms), its godoc example for waiting (its default, NoRetry, cannot wait); TTL 30s",
+			name: "bsm/docs", lib: "bsm",
+			setting: "RetryStrategy LinearBackoff(500ms), as its godoc example for waiting until a deadline (its default, NoRetry, makes one attempt and cannot wait); TTL 30s (Obtain has no default TTL)",
 			open:    openBsm(func() bsmlock.RetryStrategy { return bsmlock.LinearBackoff(500 * time.Millisecond) }),
 		},
 		{
@@ -85,7 +99,7 @@ func allContenders() []contender {
 		},
 		{
 			name: "redsync/default", lib: "redsync",
-			setting: "defaults: expiry 8s, 32 tries, delay rand 50–250ms",
+			setting: "defaults, as its README uses it (one pool): expiry 8s, 32 tries, delay rand 50–250ms",
 			open:    openRedsync(),
 		},
 		{
@@ -94,14 +108,14 @@ func allContenders() []contender {
 			open:    openRedsync(redsync.WithRetryDelay(time.Millisecond), redsync.WithTries(redsyncTunedTry)),
 		},
 		{
-			name: "rueidislock/default", lib: "rueidislock", renews: true,
-			setting: "defaults: KeyMajority 2 (3 keys), validity 5s, extend every 2.5s, TryNextAfter 20ms; waits on client-side-cache invalidations",
-			open:    openRueidis(rueidislock.LockerOption{}),
+			name: "rueidislock/docs", lib: "rueidislock", renews: true,
+			setting: "as its README advises for one Redis ≥ 7.0.5: KeyMajority 1 (1 key), NoLoopTracking; the rest default (validity 5s, extend every 2.5s, TryNextAfter 20ms); waits on client-side-cache invalidations",
+			open:    openRueidis(rueidislock.LockerOption{KeyMajority: 1, NoLoopTracking: true}),
 		},
 		{
-			name: "rueidislock/tuned", lib: "rueidislock", renews: true,
-			setting: "KeyMajority 1 (1 key), NoLoopTracking; waits on invalidations (no poll interval to set)",
-			open:    openRueidis(rueidislock.LockerOption{KeyMajority: 1, NoLoopTracking: true}),
+			name: "rueidislock/default", lib: "rueidislock", renews: true,
+			setting: "defaults, which its README advises against on one instance: KeyMajority 2 (3 keys), no NOLOOP (its own PEXPIREATs invalidate the keys it tracks), validity 5s, extend every 2.5s, TryNextAfter 20ms",
+			open:    openRueidis(rueidislock.LockerOption{}),
 		},
 		{
 			name: "rueidislock/poll1ms", lib: "rueidislock", renews: true, extra: true,
@@ -174,7 +188,7 @@ func newGoRedis(o openOpts) *redis.Client {
 	return redis.NewClient(&redis.Options{
 		Addr: o.addr,
 		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return dialCounting(ctx, d, network, addr, o.reqs)
+			return dialCounting(ctx, d, network, addr, o.reqs, o.cmds)
 		},
 	})
 }
@@ -213,6 +227,8 @@ type redislockMutex struct{ l *redislock.Lock }
 
 func (m redislockMutex) Lock(ctx context.Context) error   { return m.l.Acquire(ctx) }
 func (m redislockMutex) Unlock(ctx context.Context) error { return m.l.Release(ctx) }
+func (m redislockMutex) keys() ([]string, int)            { return []string{m.l.Key()}, 1 }
+func (m redislockMutex) held() bool                       { return m.l.Held() }
 
 // --- github.com/bsm/redislock ---
 
@@ -242,6 +258,8 @@ type bsmMutex struct {
 	key  string
 	lock *bsmlock.Lock
 }
+
+func (m *bsmMutex) keys() ([]string, int) { return []string{m.key}, 1 }
 
 func (m *bsmMutex) Lock(ctx context.Context) error {
 	l, err := m.f.l.Obtain(ctx, m.key, m.f.ttl, &bsmlock.Options{RetryStrategy: m.f.retry()})
@@ -298,7 +316,11 @@ func (m redsyncMutex) Unlock(ctx context.Context) error {
 
 // --- github.com/redis/rueidis/rueidislock ---
 
-type rueidisFactory struct{ l rueidislock.Locker }
+type rueidisFactory struct {
+	l      rueidislock.Locker
+	prefix string
+	nkeys  int32 // keys per lock: 2 × KeyMajority − 1
+}
 
 func openRueidis(opt rueidislock.LockerOption, client ...func(*rueidis.ClientOption)) func(openOpts) (Factory, error) {
 	return func(o openOpts) (Factory, error) {
@@ -306,7 +328,7 @@ func openRueidis(opt rueidislock.LockerOption, client ...func(*rueidis.ClientOpt
 		opt.ClientOption = rueidis.ClientOption{
 			InitAddress: []string{o.addr},
 			DialCtxFn: func(ctx context.Context, dst string, d *net.Dialer, _ *tls.Config) (net.Conn, error) {
-				return dialCounting(ctx, d, "tcp", dst, o.reqs)
+				return dialCounting(ctx, d, "tcp", dst, o.reqs, o.cmds)
 			},
 		}
 		for _, f := range client {
@@ -322,12 +344,16 @@ func openRueidis(opt rueidislock.LockerOption, client ...func(*rueidis.ClientOpt
 		if err != nil {
 			return nil, err
 		}
-		return &rueidisFactory{l: l}, nil
+		majority := opt.KeyMajority
+		if majority <= 0 {
+			majority = 2 // its default
+		}
+		return &rueidisFactory{l: l, prefix: "rueidislock", nkeys: 2*majority - 1}, nil
 	}
 }
 
 func (f *rueidisFactory) NewMutex(name string) (Mutex, error) {
-	return &rueidisMutex{l: f.l, name: name}, nil
+	return &rueidisMutex{l: f.l, name: name, f: f}, nil
 }
 func (f *rueidisFactory) Close() { f.l.Close() }
 
@@ -336,17 +362,32 @@ func (f *rueidisFactory) Close() { f.l.Close() }
 // cancels it.
 type rueidisMutex struct {
 	l      rueidislock.Locker
+	f      *rueidisFactory
 	name   string
+	hold   context.Context // done when the hold ends
 	cancel context.CancelFunc
 }
 
 func (m *rueidisMutex) Lock(ctx context.Context) error {
-	_, cancel, err := m.l.WithContext(ctx, m.name)
+	hold, cancel, err := m.l.WithContext(ctx, m.name)
 	if err != nil {
 		return err
 	}
-	m.cancel = cancel
+	m.hold, m.cancel = hold, cancel
 	return nil
+}
+
+func (m *rueidisMutex) held() bool { return m.hold != nil && m.hold.Err() == nil }
+
+// keys are the keys rueidislock writes for one lock: <prefix>:<i>:<name>
+// for each of its 2 × KeyMajority − 1 keys, of which a hold needs
+// KeyMajority.
+func (m *rueidisMutex) keys() ([]string, int) {
+	ks := make([]string, m.f.nkeys)
+	for i := range ks {
+		ks[i] = fmt.Sprintf("%s:%d:%s", m.f.prefix, i, m.name)
+	}
+	return ks, int(m.f.nkeys/2 + 1)
 }
 
 func (m *rueidisMutex) Unlock(context.Context) error {
@@ -406,3 +447,4 @@ func (m *rawMutex) Lock(ctx context.Context) error {
 }
 
 func (m *rawMutex) Unlock(ctx context.Context) error { return m.c.Del(ctx, m.key).Err() }
+func (m *rawMutex) keys() ([]string, int)            { return []string{m.key}, 1 }

@@ -1,8 +1,9 @@
 // Command bench compares github.com/redislock/redislock with its peers on a
-// Redis server of its own: uncontended latency and allocations, parallel
-// throughput, contention on one key (in one process and across processes)
-// and many held locks under renewal. It prints a Markdown report and writes
-// it, with a PNG chart, to the -out directory. See README.md.
+// Redis server of its own: uncontended latency, allocations and server time,
+// parallel throughput, contention on one key (in one process and across
+// processes), many held locks under renewal, and what unique names leave on
+// the server. It prints a Markdown report and writes it, with a PNG chart,
+// to the -out directory. See README.md.
 package main
 
 import (
@@ -42,13 +43,15 @@ func main() {
 
 func run(ctx context.Context) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	quick := fs.Bool("quick", false, "short run (about a minute): fewer ops, 1 s windows, 2,000 held locks for 5 s")
+	quick := fs.Bool("quick", false, "short run (about two minutes): fewer ops, 1 s windows, 2,000 held locks for 6 s, 10,000 names")
 	only := fs.String("only", "", "comma-separated contenders or libraries to run (e.g. redislock,raw or bsm/tuned); default all")
 	out := fs.String("out", "results", "directory for <date>.md, latest.md and latest.png")
-	scen := fs.String("scenarios", "1,2,3,4", "scenarios to run: 1 uncontended, 2 parallel, 3 contention, 4 held locks")
+	scen := fs.String("scenarios", "1,2,3,4", "scenarios to run: 1 uncontended, 2 parallel, 3 contention, 4 held locks, 5 unique names (see -names)")
+	names := fs.Bool("names", false, "also run scenario 5: -n unique names acquired and released once each, keys and memory left (-scenarios 5 runs it alone)")
+	nNames := fs.Int("n", 0, "names for scenario 5 (default 100000; quick: 10000)")
 	addr := fs.String("addr", "", "Redis to use instead of starting redis-server; it is FLUSHALLed and its stats reset, so never a server whose data matters")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: go run . [-quick] [-only name,...] [-out dir] [-scenarios 1,2,3,4] [-addr host:port]\n")
+		fmt.Fprintf(fs.Output(), "usage: go run . [-quick] [-only name,...] [-out dir] [-scenarios 1,2,3,4,5] [-names [-n N]] [-addr host:port]\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -68,7 +71,16 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if *names {
+		scenarios[5] = true
+	}
 	set := defaultSettings(*quick)
+	if *nNames < 0 {
+		return fmt.Errorf("-n %d: not a number of names", *nNames)
+	}
+	if *nNames > 0 {
+		set.names = *nNames
+	}
 
 	started := time.Now()
 	loadStart := loadAverage()
@@ -88,7 +100,7 @@ func run(ctx context.Context) error {
 		goVersion: runtime.Version(), platform: runtime.GOOS + "/" + runtime.GOARCH,
 		cpus: runtime.NumCPU(), maxprocs: runtime.GOMAXPROCS(0),
 		redis: srv.version(ctx), serverDesc: desc,
-		module: libraryRevision(), deps: depVersions(),
+		module: libraryRevision(), deps: depVersions(), only: strings.TrimSpace(*only),
 	}
 	if len(os.Args) > 1 {
 		r.args = " " + strings.Join(os.Args[1:], " ")
@@ -136,9 +148,20 @@ func measure(ctx context.Context, srv *server, r *report) error {
 		if err := check(); err != nil {
 			return err
 		}
-		r.uncontended = runUncontended(ctx, srv, r.contenders, set.uncontendedOps)
-		for _, row := range r.uncontended {
-			logf("1 uncontended  %-20s p50 %s allocs/op %.1f %s", row.c.name, fmtDur(row.lat.P50), row.allocs, errNote(row.err))
+		for _, fresh := range []bool{false, true} {
+			if err := check(); err != nil {
+				return err
+			}
+			rows := runUncontended(ctx, srv, r.contenders, set.uncontendedOps, fresh)
+			for _, row := range rows {
+				logf("1 uncontended  %-20s fresh %v: p50 %s server %s/op allocs/op %.1f %s",
+					row.c.name, fresh, fmtDur(row.p50), fmtDur(row.serverPerOp), row.allocs, errNote(row.err))
+			}
+			if fresh {
+				r.fresh = rows
+			} else {
+				r.uncontended = rows
+			}
 		}
 	}
 	if r.scenarios[2] {
@@ -187,11 +210,28 @@ func measure(ctx context.Context, srv *server, r *report) error {
 			if err := check(); err != nil {
 				return err
 			}
-			row := runHeld(ctx, srv, c, set.heldLocks, set.heldDur, set.heldLease)
+			n := set.heldPeerLocks
+			if isSubject(c) {
+				n = set.heldLocks
+			}
+			row := runHeld(ctx, srv, c, n, set.heldDur, set.heldLease, set.heldRenew)
 			if row.applicable {
-				logf("4 held         %-20s goroutines +%d, %d requests, keys %d %s", c.name, row.goroutines, row.reqs, row.keysAtEnd, errNote(row.err))
+				logf("4 held         %-20s %d locks: goroutines +%d, %d requests, locks alive %d, keys %d/%d, held (client) %d, left %d %s",
+					c.name, n, row.goroutines, row.reqs, row.locksAlive, row.keysAlive, row.keys, row.clientHeld, row.leftover, errNote(row.err))
 			}
 			r.held = append(r.held, row)
+		}
+	}
+	if r.scenarios[5] {
+		for _, c := range namesContenders(r.contenders, r.only) {
+			if err := check(); err != nil {
+				return err
+			}
+			row := runNames(ctx, srv, c, set.names)
+			logf("5 names        %-20s %d/%d names in %v: keys %d → %d after %v, used_memory +%s → +%s %s",
+				c.name, row.done, row.names, row.elapsed.Round(time.Millisecond), row.keysAfter, row.keysWindow,
+				row.window.Round(time.Millisecond), fmtBytes(float64(row.growthAfter())), fmtBytes(float64(row.growthWindow())), errNote(row.err))
+			r.names = append(r.names, row)
 		}
 	}
 	return check()
@@ -216,8 +256,8 @@ func parseScenarios(s string) (map[int]bool, error) {
 			continue
 		}
 		n, err := strconv.Atoi(f)
-		if err != nil || n < 1 || n > 4 {
-			return nil, fmt.Errorf("-scenarios: %q is not one of 1, 2, 3, 4", f)
+		if err != nil || n < 1 || n > 5 {
+			return nil, fmt.Errorf("-scenarios: %q is not one of 1, 2, 3, 4, 5", f)
 		}
 		m[n] = true
 	}

@@ -22,21 +22,27 @@ type report struct {
 	serverDesc string
 	module     string // this library's revision
 	deps       []string
+	only       string // -only, as given
 	set        settings
 	scenarios  map[int]bool
 
 	contenders  []contender
-	uncontended []uncontendedRow
+	uncontended []uncontendedRow // one name per contender
+	fresh       []uncontendedRow // a new name and Mutex per op
 	parallel    []parallelRow
 	contended   [][]contendRow // one list per configuration
 	held        []heldRow
+	names       []namesRow
 	interrupted string
 }
 
 // Target thresholds; they apply to this library's rows.
 const (
-	tgtLatencyVsRaw = 1.15
+	tgtLatencyVsBsm = 1.0
+	tgtLatencyVsRaw = 1.25
+	tgtServerVsBsm  = 1.5
 	tgtAllocs       = 20
+	tgtBytes        = 1024
 	tgtGapP50       = time.Millisecond
 	tgtGapP99       = 5 * time.Millisecond
 	tgtWaitVsIdeal  = 2.0
@@ -44,6 +50,7 @@ const (
 	tgtMinMean      = 0.5
 	tgtGoroutines   = 16 // "O(1)": a constant, whatever the number of locks
 	tgtLocksPerReq  = 50 // at most one request per 50 locks per round
+	tgtHeapPerLock  = 1024
 )
 
 func isSubject(c contender) bool { return c.lib == "redislock" }
@@ -95,10 +102,12 @@ func (t *table) write(b *strings.Builder) {
 	b.WriteString("\n")
 }
 
-func (r *report) rawUncontended() *uncontendedRow {
-	for i := range r.uncontended {
-		if r.uncontended[i].c.lib == "raw" && r.uncontended[i].err == nil {
-			return &r.uncontended[i]
+// refRow returns the first row of lib that ran without error: the
+// reference the ratios of a table are taken against.
+func refRow(rows []uncontendedRow, lib string) *uncontendedRow {
+	for i := range rows {
+		if rows[i].c.lib == lib && rows[i].err == nil && rows[i].ops > 0 {
+			return &rows[i]
 		}
 	}
 	return nil
@@ -116,8 +125,10 @@ func (r *report) markdown() string {
 	if len(r.deps) > 0 {
 		fmt.Fprintf(&b, "- Modules: %s\n", strings.Join(r.deps, ", "))
 	}
-	fmt.Fprintf(&b, "- Sizes: uncontended %d ops; parallel %d goroutines × %v; contention window %v; held %d locks × %v with TTL %v\n",
-		s.uncontendedOps, s.parallelGoroutines, s.parallelDur, s.contendWindow, s.heldLocks, s.heldDur, s.heldLease)
+	fmt.Fprintf(&b, "- Sizes: uncontended %d ops per contender and naming (%d runs); parallel %d goroutines × %v; contention window %v; "+
+		"held %d locks (other libraries %d) × %v with TTL %v renewed every %v; names mode %d names\n",
+		s.uncontendedOps, uncontendedRounds, s.parallelGoroutines, s.parallelDur, s.contendWindow,
+		s.heldLocks, s.heldPeerLocks, s.heldDur, s.heldLease, s.heldRenew, s.names)
 	fmt.Fprintf(&b, "- Wall time: %v; load average (1 min): %s\n", r.wall.Round(100*time.Millisecond), r.load)
 	if r.interrupted != "" {
 		fmt.Fprintf(&b, "- **Incomplete**: %s\n", r.interrupted)
@@ -130,6 +141,11 @@ func (r *report) markdown() string {
 		ct.add(c.name, c.setting)
 	}
 	ct.write(&b)
+	b.WriteString("Settings: **default** rows run a library as it comes; **docs** rows run it as its own documentation advises for " +
+		"the deployment measured here, one Redis 7.0 instance (rueidislock's README: KeyMajority 1 on one instance and NoLoopTracking on " +
+		"Redis ≥ 7.0.5; bsm/redislock documents no retry by default and shows LinearBackoff in its godoc examples; redsync's README uses its defaults); " +
+		"**tuned** rows poll every 1 ms where the library allows it, which no library recommends. " +
+		"A scenario that must set a timing (the held locks' lease) says so, for every row.\n\n")
 	b.WriteString("How to read: **requests** are the commands a client sent, counted on its connections (an EVALSHA is one; " +
 		"connection upkeep such as HELLO, CLIENT and PING is left out); **commands** are INFO commandstats calls over the run " +
 		"(the server is flushed and its stats reset before each run), which also count every command a Lua script ran. Targets are judged on requests. " +
@@ -147,6 +163,9 @@ func (r *report) markdown() string {
 	if r.scenarios[4] {
 		r.writeHeld(&b)
 	}
+	if r.scenarios[5] {
+		r.writeNames(&b)
+	}
 	r.writeTargets(&b)
 	r.writeProblems(&b)
 	return b.String()
@@ -154,31 +173,82 @@ func (r *report) markdown() string {
 
 func (r *report) writeUncontended(b *strings.Builder) {
 	fmt.Fprintf(b, "## 1. Uncontended acquire + release\n\n"+
-		"One goroutine, one key, %d Lock+Unlock pairs after a warm-up; latency per pair; allocations from runtime.MemStats "+
-		"around the loop (all goroutines of the process, so background work of a library counts). "+
-		"Targets: p50 ≤ %.2f× raw, ≤ %d allocs/op.\n\n", r.set.uncontendedOps, tgtLatencyVsRaw, tgtAllocs)
-	raw := r.rawUncontended()
-	t := table{head: []string{"contender", "p50", "p99", "p50 / raw", "allocs/op", "B/op", "requests/op", "commands/op"}}
-	for _, row := range r.uncontended {
-		if row.err != nil {
-			t.add(row.c.name, "error", "", "", "", "", "", "")
+		"One goroutine, %d Lock+Unlock pairs per contender after a warm-up, in %d runs that take turns between the contenders; "+
+		"**p50** is the median of the runs' p50s, **p99** is over all pairs. **Reused name**: one name and one Mutex per contender. "+
+		"**Fresh names**: a new name for every pair and a Mutex made for it (redislock.New, a new bsm Obtain key, a new raw key and value), "+
+		"inside the timing and the allocation count, as code that locks one entity at a time does. "+
+		"**server/op**: Redis's own time in the commands the client sent (INFO commandstats usec, stats reset before each contender's run; "+
+		"a script's inner commands are in its EVALSHA's time and are not added again); allocations from runtime.MemStats around the loop "+
+		"(all goroutines of the process, so a library's background work counts). Ratios are against the first bsm row and the raw row of the same table. "+
+		"Targets: p50 ≤ %.2f× bsm and ≤ %.2f× raw, server time ≤ %.1f× bsm, ≤ %d allocs/op, ≤ %s/op.\n\n",
+		r.set.uncontendedOps, uncontendedRounds, tgtLatencyVsBsm, tgtLatencyVsRaw, tgtServerVsBsm, tgtAllocs, fmtBytes(tgtBytes))
+	for _, tab := range []struct {
+		title string
+		rows  []uncontendedRow
+	}{{"Reused name", r.uncontended}, {"Fresh names", r.fresh}} {
+		if len(tab.rows) == 0 {
 			continue
 		}
-		ratio := "n/a"
-		okRatio := false
-		if raw != nil && raw.lat.P50 > 0 {
-			v := float64(row.lat.P50) / float64(raw.lat.P50)
-			ratio = fmt.Sprintf("%.2f×", v)
-			okRatio = v <= tgtLatencyVsRaw
+		bsm, raw := refRow(tab.rows, "bsm"), refRow(tab.rows, "raw")
+		fmt.Fprintf(b, "### %s\n\n", tab.title)
+		t := table{head: []string{"contender", "p50", "p99", "p50 / bsm", "p50 / raw", "server/op", "server / bsm",
+			"allocs/op", "B/op", "requests/op", "commands/op"}}
+		for _, row := range tab.rows {
+			if row.err != nil || row.ops == 0 {
+				t.add(row.c.name, "error", "", "", "", "", "", "", "", "", "")
+				continue
+			}
+			vsBsm, vsRaw, srvBsm := uncontendedRatios(&row, bsm, raw)
+			t.add(row.c.name, fmtDur(row.p50), fmtDur(row.lat.P99),
+				markRatio(row.c, vsBsm, tgtLatencyVsBsm),
+				markRatio(row.c, vsRaw, tgtLatencyVsRaw),
+				fmtDur(row.serverPerOp),
+				markRatio(row.c, srvBsm, tgtServerVsBsm),
+				withMark(row.c, fmt.Sprintf("%.1f", row.allocs), row.allocs <= tgtAllocs),
+				withMark(row.c, fmt.Sprintf("%.0f", row.bytes), row.bytes <= tgtBytes),
+				fmt.Sprintf("%.2f", row.reqsPerOp), fmt.Sprintf("%.2f", row.cmdsPerOp))
 		}
-		if raw != nil {
-			ratio = withMark(row.c, ratio, okRatio)
-		}
-		t.add(row.c.name, fmtDur(row.lat.P50), fmtDur(row.lat.P99), ratio,
-			withMark(row.c, fmt.Sprintf("%.1f", row.allocs), row.allocs <= tgtAllocs),
-			fmt.Sprintf("%.0f", row.bytes), fmt.Sprintf("%.2f", row.reqsPerOp), fmt.Sprintf("%.2f", row.cmdsPerOp))
+		t.write(b)
 	}
-	t.write(b)
+}
+
+// uncontendedRatios returns row's p50 against bsm's and raw's, and its
+// server time against bsm's; NaN where a reference is missing.
+func uncontendedRatios(row, bsm, raw *uncontendedRow) (vsBsm, vsRaw, srvBsm float64) {
+	ratio := func(a, b time.Duration) float64 {
+		if b <= 0 {
+			return math.NaN()
+		}
+		return float64(a) / float64(b)
+	}
+	vsBsm, vsRaw, srvBsm = math.NaN(), math.NaN(), math.NaN()
+	if bsm != nil {
+		vsBsm, srvBsm = ratio(row.p50, bsm.p50), ratio(row.serverPerOp, bsm.serverPerOp)
+	}
+	if raw != nil {
+		vsRaw = ratio(row.p50, raw.p50)
+	}
+	return vsBsm, vsRaw, srvBsm
+}
+
+// markRatio prints v and, on this library's rows, whether it is within
+// limit; a missing reference (NaN) gets no mark.
+func markRatio(c contender, v, limit float64) string {
+	if math.IsNaN(v) {
+		return "n/a"
+	}
+	return withMark(c, fmtRatio(v), within(v, limit))
+}
+
+// within judges a ratio as printed, to two decimals, so that a figure
+// shown equal to its limit passes.
+func within(v, limit float64) bool { return math.Round(v*100) <= math.Round(limit*100) }
+
+func fmtRatio(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f×", v)
 }
 
 func (r *report) writeParallel(b *strings.Builder) {
@@ -246,23 +316,31 @@ func (r *report) writeContended(b *strings.Builder) {
 }
 
 func (r *report) writeHeld(b *strings.Builder) {
-	fmt.Fprintf(b, "## 4. %d held locks under renewal for %v\n\n"+
-		"Each contender that renews by itself takes %d locks on distinct keys with a TTL of %v and renewal every %v, then holds them. "+
-		"**goroutines** and **heap** (HeapInuse after GC) are deltas against the moment before acquiring, taken at the end of the hold; "+
-		"**rounds** = hold time / renewal interval; requests and commands are counted over the hold only; **keys alive** is DBSIZE at the end "+
-		"of the hold / at its start (a lock may be more than one key: rueidislock's defaults write 3), which a lapsed lease would lower; "+
+	fmt.Fprintf(b, "## 4. Held locks under renewal for %v\n\n"+
+		"Each contender that renews by itself takes locks on distinct names on one client, with a lease of %v renewed every %v "+
+		"(rueidislock's default timings; redislock is set to them with WithTTL and WithHeartbeat), then holds them. "+
+		"This library holds %d locks; the others %d, because they spend a goroutine and a request per lock per round and more would "+
+		"swamp a shared 2-core machine; their per-lock figures are comparable. "+
+		"**goroutines** and **heap** (HeapInuse after GC) are deltas against the moment before acquiring, snapshots taken at the end of the hold "+
+		"(a goroutine per held lock is steady state, not a spike); "+
+		"**rounds** = hold time / renewal interval; requests and commands are counted over the hold only; "+
+		"**locks alive**: locks whose keys are there at the end of the hold (EXISTS on each), enough of them for a hold (a lock is 1 key; "+
+		"for rueidislock's defaults 3 keys, of which 2 make a hold); **keys alive**: of all keys the locks write, how many exist; "+
+		"**held (client)**: locks the library still reported as held at the end (redislock's Held, rueidislock's context not done); "+
+		"**DBSIZE** at the start and end of the hold, which also counts keys other than the locks' own; "+
 		"**left** is the goroutine delta after releasing all. "+
-		"Targets: goroutines ≤ %d whatever the number of locks (O(1)), ≤ 1 request per %d locks per round.\n\n",
-		r.set.heldLocks, r.set.heldDur, r.set.heldLocks, r.set.heldLease, r.set.heldLease/3, tgtGoroutines, tgtLocksPerReq)
-	t := table{head: []string{"contender", "acquire all", "goroutines", "heap", "heap/lock", "rounds", "requests/round",
-		"locks/request", "commands/round", "keys alive", "left"}}
+		"Targets: goroutines ≤ %d whatever the number of locks (O(1)), ≤ 1 request per %d locks per round, every lock alive, heap ≤ %s per lock.\n\n",
+		r.set.heldDur, r.set.heldLease, r.set.heldRenew, r.set.heldLocks, r.set.heldPeerLocks,
+		tgtGoroutines, tgtLocksPerReq, fmtBytes(tgtHeapPerLock))
+	t := table{head: []string{"contender", "locks", "acquire all", "goroutines", "heap", "heap/lock", "rounds", "requests/round",
+		"locks/request", "commands/round", "locks alive", "keys alive", "held (client)", "DBSIZE", "left"}}
 	for _, row := range r.held {
 		switch {
 		case !row.applicable:
 			t.add(row.c.name, "n/a: "+row.why)
 			continue
 		case row.err != nil:
-			t.add(row.c.name, "error")
+			t.add(row.c.name, fmt.Sprint(row.asked), "error")
 			continue
 		}
 		perRound := float64(row.reqs) / row.rounds
@@ -274,15 +352,70 @@ func (r *report) writeHeld(b *strings.Builder) {
 		if !math.IsInf(locksPerReq, 1) {
 			lpr = fmtNum(locksPerReq)
 		}
-		t.add(row.c.name, fmtDur(row.acquireTime),
+		heapPerLock := float64(row.heap) / float64(row.locks)
+		heldFig := "n/a"
+		if row.clientHeld >= 0 {
+			heldFig = fmt.Sprintf("%d / %d", row.clientHeld, row.locks)
+		}
+		locks := fmt.Sprint(row.locks)
+		if row.partial {
+			locks = fmt.Sprintf("%d of %d (the rest not acquired in %v)", row.locks, row.asked, setupTimeout)
+		}
+		t.add(row.c.name, locks, fmtDur(row.acquireTime),
 			withMark(row.c, fmt.Sprint(row.goroutines), row.goroutines <= tgtGoroutines),
-			fmtBytes(float64(row.heap)), fmtBytes(float64(row.heap)/float64(row.locks)),
+			fmtBytes(float64(row.heap)),
+			withMark(row.c, fmtBytes(heapPerLock), heapPerLock <= tgtHeapPerLock),
 			fmt.Sprintf("%.1f", row.rounds),
 			fmtNum(perRound),
 			withMark(row.c, lpr, locksPerReq >= tgtLocksPerReq),
 			fmtNum(float64(row.calls)/row.rounds),
-			fmt.Sprintf("%d / %d", row.keysAtEnd, row.keysAtStart),
+			withMark(row.c, fmt.Sprintf("%d / %d", row.locksAlive, row.locks), row.locksAlive == int64(row.locks)),
+			fmt.Sprintf("%d / %d", row.keysAlive, row.keys),
+			heldFig,
+			fmt.Sprintf("%d → %d", row.dbsizeStart, row.dbsizeEnd),
 			fmt.Sprint(row.leftover))
+	}
+	t.write(b)
+}
+
+// fmtMB prints bytes in decimal megabytes, the unit of the names target.
+func fmtMB(v int64) string { return fmt.Sprintf("%.2f MB", float64(v)/1e6) }
+
+func (r *report) writeNames(b *strings.Builder) {
+	fmt.Fprintf(b, "## 5. Unique names: what locking each entity once leaves on the server\n\n"+
+		"%d unique names, each acquired and released once with a Mutex made for it (redislock.New per name, as code that locks one entity "+
+		"at a time does), by %d goroutines, on an empty server (FLUSHALL after a warm-up that opened the connections), bounded to %v. "+
+		"**keys**: DBSIZE right after the last release, then after waiting up to %v (2 × DefaultReleaseTimeout and a margin for Redis to "+
+		"reclaim expired keys), polling DBSIZE every %v and stopping early when no key is left; **settled**: when DBSIZE last changed, after "+
+		"the last release; **growth**: used_memory minus its value before the first name (keys, expiry tables and their buckets, which Redis "+
+		"shrinks only once they are under 10%% full). This measures whatever key layout the library under test has. "+
+		"Targets (this library, after the window): keys ≤ min(names, %d), growth ≤ 2 MB (%d bytes).\n\n",
+		r.set.names, namesWorkers, namesTimeout, namesWindow, namesPoll, tgtNamesSlotKeys, tgtNamesGrowth)
+	t := table{head: []string{"contender", "names", "time", "keys after", "growth after", "waited", "keys after window",
+		"growth after window", "settled", "bytes/name after window"}}
+	for _, row := range r.names {
+		if row.err != nil {
+			t.add(row.c.name, fmt.Sprintf("%d / %d", row.done, row.names), "error")
+			continue
+		}
+		names := fmt.Sprint(row.done)
+		if row.done < row.names {
+			names = fmt.Sprintf("%d of %d (time bound)", row.done, row.names)
+		}
+		settled := fmtDur(row.settled)
+		if row.settled == 0 {
+			settled = "unchanged"
+		}
+		perName := "n/a"
+		if row.done > 0 {
+			perName = fmt.Sprintf("%.0f", float64(row.growthWindow())/float64(row.done))
+		}
+		t.add(row.c.name, names, fmtDur(row.elapsed),
+			fmt.Sprint(row.keysAfter), fmtMB(row.growthAfter()),
+			fmtDur(row.window),
+			withMark(row.c, fmt.Sprint(row.keysWindow), row.keysWindow <= row.keysTarget()),
+			withMark(row.c, fmtMB(row.growthWindow()), row.growthWindow() <= tgtNamesGrowth),
+			settled, perName)
 	}
 	t.write(b)
 }
@@ -321,27 +454,46 @@ func (r *report) writeTargets(b *strings.Builder) {
 			t.add(cells...)
 		}
 	}
-	raw := r.rawUncontended()
-	addRow(fmt.Sprintf("uncontended p50 ≤ %.2f× raw", tgtLatencyVsRaw), func(c contender) string {
-		for _, row := range r.uncontended {
-			if row.c.name == c.name && row.err == nil {
-				if raw == nil {
-					return "n/a (raw not run)"
+	for _, tab := range []struct {
+		title string
+		rows  []uncontendedRow
+	}{{"uncontended, reused name", r.uncontended}, {"uncontended, fresh names", r.fresh}} {
+		bsm, raw := refRow(tab.rows, "bsm"), refRow(tab.rows, "raw")
+		find := func(c contender) *uncontendedRow {
+			for i := range tab.rows {
+				if tab.rows[i].c.name == c.name && tab.rows[i].err == nil && tab.rows[i].ops > 0 {
+					return &tab.rows[i]
 				}
-				v := float64(row.lat.P50) / float64(raw.lat.P50)
-				return fmt.Sprintf("%.2f× %s", v, verdict(v <= tgtLatencyVsRaw))
 			}
+			return nil
 		}
-		return ""
-	})
-	addRow(fmt.Sprintf("uncontended ≤ %d allocs/op", tgtAllocs), func(c contender) string {
-		for _, row := range r.uncontended {
-			if row.c.name == c.name && row.err == nil {
-				return fmt.Sprintf("%.1f %s", row.allocs, verdict(row.allocs <= tgtAllocs))
+		ratioRow := func(name string, limit float64, pick func(vsBsm, vsRaw, srvBsm float64) float64, fig func(*uncontendedRow) string) {
+			addRow(name, func(c contender) string {
+				row := find(c)
+				if row == nil {
+					return ""
+				}
+				v := pick(uncontendedRatios(row, bsm, raw))
+				if math.IsNaN(v) {
+					return "n/a (reference not run)"
+				}
+				return fmt.Sprintf("%s = %s %s", fig(row), fmtRatio(v), verdict(within(v, limit)))
+			})
+		}
+		p50 := func(row *uncontendedRow) string { return fmtDur(row.p50) }
+		ratioRow(fmt.Sprintf("%s: p50 ≤ %.2f× bsm", tab.title, tgtLatencyVsBsm), tgtLatencyVsBsm,
+			func(v, _, _ float64) float64 { return v }, p50)
+		ratioRow(fmt.Sprintf("%s: p50 ≤ %.2f× raw", tab.title, tgtLatencyVsRaw), tgtLatencyVsRaw,
+			func(_, v, _ float64) float64 { return v }, p50)
+		ratioRow(fmt.Sprintf("%s: server time ≤ %.1f× bsm", tab.title, tgtServerVsBsm), tgtServerVsBsm,
+			func(_, _, v float64) float64 { return v }, func(row *uncontendedRow) string { return fmtDur(row.serverPerOp) })
+		addRow(fmt.Sprintf("%s: ≤ %d allocs, ≤ %s per op", tab.title, tgtAllocs, fmtBytes(tgtBytes)), func(c contender) string {
+			if row := find(c); row != nil {
+				return fmt.Sprintf("%.1f, %.0f B %s", row.allocs, row.bytes, verdict(row.allocs <= tgtAllocs && row.bytes <= tgtBytes))
 			}
-		}
-		return ""
-	})
+			return ""
+		})
+	}
 	for _, rows := range r.contended {
 		if len(rows) == 0 {
 			continue
@@ -397,17 +549,50 @@ func (r *report) writeTargets(b *strings.Builder) {
 		}
 		return nil
 	}
-	addRow(fmt.Sprintf("%d held locks: goroutines O(1) (≤ %d)", r.set.heldLocks, tgtGoroutines), func(c contender) string {
+	addRow("held locks: goroutines O(1) (≤ 16)", func(c contender) string {
 		if row := heldRowOf(c); row != nil {
-			return fmt.Sprintf("%d %s", row.goroutines, verdict(row.goroutines <= tgtGoroutines))
+			return fmt.Sprintf("%d with %d locks %s", row.goroutines, row.locks, verdict(row.goroutines <= tgtGoroutines))
 		}
 		return ""
 	})
-	addRow(fmt.Sprintf("%d held locks: ≤ 1 request per %d locks per round", r.set.heldLocks, tgtLocksPerReq), func(c contender) string {
+	addRow(fmt.Sprintf("held locks: ≤ 1 request per %d locks per round", tgtLocksPerReq), func(c contender) string {
 		if row := heldRowOf(c); row != nil && row.rounds > 0 {
 			perRound := float64(row.reqs) / row.rounds
 			limit := float64(row.locks) / tgtLocksPerReq
 			return fmt.Sprintf("%s/round (limit %s) %s", fmtNum(perRound), fmtNum(limit), verdict(perRound <= limit))
+		}
+		return ""
+	})
+	addRow("held locks: every lock alive at the end", func(c contender) string {
+		if row := heldRowOf(c); row != nil {
+			return fmt.Sprintf("%d / %d %s", row.locksAlive, row.locks, verdict(row.locksAlive == int64(row.locks)))
+		}
+		return ""
+	})
+	addRow(fmt.Sprintf("held locks: heap ≤ %s per lock", fmtBytes(tgtHeapPerLock)), func(c contender) string {
+		if row := heldRowOf(c); row != nil {
+			v := float64(row.heap) / float64(row.locks)
+			return fmt.Sprintf("%s %s", fmtBytes(v), verdict(v <= tgtHeapPerLock))
+		}
+		return ""
+	})
+	namesRowOf := func(c contender) *namesRow {
+		for i := range r.names {
+			if r.names[i].c.name == c.name && r.names[i].err == nil {
+				return &r.names[i]
+			}
+		}
+		return nil
+	}
+	addRow(fmt.Sprintf("unique names: keys after the window ≤ min(names, %d)", tgtNamesSlotKeys), func(c contender) string {
+		if row := namesRowOf(c); row != nil {
+			return fmt.Sprintf("%d (limit %d) %s", row.keysWindow, row.keysTarget(), verdict(row.keysWindow <= row.keysTarget()))
+		}
+		return ""
+	})
+	addRow("unique names: used_memory growth after the window ≤ 2 MB", func(c contender) string {
+		if row := namesRowOf(c); row != nil {
+			return fmt.Sprintf("%s %s", fmtMB(row.growthWindow()), verdict(row.growthWindow() <= tgtNamesGrowth))
 		}
 		return ""
 	})
@@ -419,7 +604,12 @@ func (r *report) writeProblems(b *strings.Builder) {
 	add := func(format string, args ...any) { lines = append(lines, fmt.Sprintf(format, args...)) }
 	for _, row := range r.uncontended {
 		if row.err != nil {
-			add("uncontended, %s: %v", row.c.name, row.err)
+			add("uncontended, reused name, %s: %v", row.c.name, row.err)
+		}
+	}
+	for _, row := range r.fresh {
+		if row.err != nil {
+			add("uncontended, fresh names, %s: %v", row.c.name, row.err)
 		}
 	}
 	for _, row := range r.parallel {
@@ -445,8 +635,19 @@ func (r *report) writeProblems(b *strings.Builder) {
 	for _, row := range r.held {
 		if row.err != nil {
 			add("held locks, %s: %v", row.c.name, row.err)
-		} else if row.applicable && row.keysAtEnd < row.keysAtStart {
-			add("held locks, %s: %d keys at the end of the hold, %d at its start: leases ran out", row.c.name, row.keysAtEnd, row.keysAtStart)
+		} else if row.partial {
+			add("held locks, %s: %d of %d locks acquired within %v; the row measures those", row.c.name, row.locks, row.asked, setupTimeout)
+		}
+		if row.err == nil && row.applicable && row.locksAlive < int64(row.locks) {
+			add("held locks, %s: %d of %d locks without the keys of a hold at the end: leases ran out", row.c.name, int64(row.locks)-row.locksAlive, row.locks)
+		}
+		if row.err == nil && row.applicable && row.clientHeld > int(row.locksAlive) {
+			add("held locks, %s: the client believed it held %d locks, the server had the keys of %d", row.c.name, row.clientHeld, row.locksAlive)
+		}
+	}
+	for _, row := range r.names {
+		if row.err != nil {
+			add("unique names, %s: %v", row.c.name, row.err)
 		}
 	}
 	if len(lines) == 0 {

@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // settings are the sizes of one run; -quick shrinks them.
@@ -23,9 +27,13 @@ type settings struct {
 	procs             int             // multi-process run: processes × contendGoroutines
 	procHold          time.Duration
 
-	heldLocks int
-	heldDur   time.Duration
-	heldLease time.Duration // TTL of each held lock; renewed every heldLease/3
+	heldLocks     int
+	heldPeerLocks int // held locks for the other libraries (see runHeld)
+	heldDur       time.Duration
+	heldLease     time.Duration // TTL of each held lock
+	heldRenew     time.Duration // renewal interval
+
+	names int // names mode: unique names acquired and released once
 }
 
 func defaultSettings(quick bool) settings {
@@ -38,16 +46,21 @@ func defaultSettings(quick bool) settings {
 		holds:              []time.Duration{200 * time.Microsecond, 2 * time.Millisecond},
 		procs:              3,
 		procHold:           200 * time.Microsecond,
-		heldLocks:          10_000,
+		heldLocks:          100_000,
+		heldPeerLocks:      10_000,
 		heldDur:            30 * time.Second,
-		heldLease:          3 * time.Second,
+		heldLease:          5 * time.Second, // rueidislock's defaults
+		heldRenew:          2500 * time.Millisecond,
+		names:              100_000,
 	}
 	if quick {
 		s.uncontendedOps = 500
 		s.parallelDur = time.Second
 		s.contendWindow = time.Second
 		s.heldLocks = 2_000
-		s.heldDur = 5 * time.Second
+		s.heldPeerLocks = 2_000
+		s.heldDur = 6 * time.Second
+		s.names = 10_000
 	}
 	return s
 }
@@ -68,26 +81,39 @@ func unlockCtx() (context.Context, context.CancelFunc) {
 
 type uncontendedRow struct {
 	c                    contender
+	fresh                bool // a new name, and a new Mutex, for every op
 	ops                  int
-	lat                  dist
+	lat                  dist          // over all runs
+	p50                  time.Duration // median of the runs' p50s
+	runs                 int
 	allocs, bytes        float64 // per op
 	reqsPerOp, cmdsPerOp float64
+	serverPerOp          time.Duration // INFO commandstats usec of the commands sent, per op
 	err                  error
 }
 
 // uncontendedRounds interleaves the contenders: each runs n/rounds ops in
 // turn, rounds times, so that drift in the machine's speed (frequency,
-// other load) spreads over all of them instead of favouring one.
+// other load) spreads over all of them instead of favouring one. Each
+// round is a run: the row's p50 is the median of the runs' p50s.
 const uncontendedRounds = 6
 
-func runUncontended(ctx context.Context, srv *server, cs []contender, n int) []uncontendedRow {
+// runUncontended measures one goroutine's Lock+Unlock, on one name per
+// contender or, with fresh, on a new name each time with a Mutex made for
+// it (NewMutex is inside the timing and the allocation count, as in code
+// that makes a lock per entity). The server's command statistics are reset
+// before each contender's turn, so its server time counts only that turn.
+func runUncontended(ctx context.Context, srv *server, cs []contender, n int, fresh bool) []uncontendedRow {
 	type state struct {
 		f              Factory
 		m              Mutex
 		reqs           atomic.Int64
+		cmds           cmdNames
 		lat            []time.Duration
+		p50s           []time.Duration
 		mallocs, bytes uint64
 		nreqs, calls   int64
+		server         time.Duration
 	}
 	rows := make([]uncontendedRow, len(cs))
 	states := make([]*state, len(cs))
@@ -98,11 +124,21 @@ func runUncontended(ctx context.Context, srv *server, cs []contender, n int) []u
 			}
 		}
 	}()
+	mode := "reused"
+	if fresh {
+		mode = "fresh"
+	}
+	newMutex := func(st *state, name string) (Mutex, error) {
+		if !fresh {
+			return st.m, nil
+		}
+		return st.f.NewMutex(name)
+	}
 	for i, c := range cs {
-		rows[i].c = c
+		rows[i].c, rows[i].fresh = c, fresh
 		st := &state{lat: make([]time.Duration, 0, n)}
 		states[i] = st
-		f, err := c.open(openOpts{addr: srv.addr, reqs: &st.reqs})
+		f, err := c.open(openOpts{addr: srv.addr, reqs: &st.reqs, cmds: &st.cmds})
 		if err != nil {
 			rows[i].err = err
 			continue
@@ -111,8 +147,12 @@ func runUncontended(ctx context.Context, srv *server, cs []contender, n int) []u
 		if st.m, rows[i].err = f.NewMutex("bench:uncontended:" + c.name); rows[i].err != nil {
 			continue
 		}
-		for range warmOps {
-			if rows[i].err = lockUnlock(ctx, st.m); rows[i].err != nil {
+		for w := range warmOps {
+			m, err := newMutex(st, fmt.Sprintf("bench:%s:warm:%s:%d", mode, c.name, w))
+			if err == nil {
+				err = lockUnlock(ctx, m)
+			}
+			if rows[i].err = err; err != nil {
 				break
 			}
 		}
@@ -124,23 +164,33 @@ func runUncontended(ctx context.Context, srv *server, cs []contender, n int) []u
 		return rows
 	}
 	chunk := max(1, n/uncontendedRounds)
+	names := make([]string, chunk)
 	for round := 0; round < uncontendedRounds && ctx.Err() == nil; round++ {
 		for i, st := range states {
 			if rows[i].err != nil {
 				continue
 			}
-			calls0, err := srv.commandCalls(ctx)
-			if err != nil {
+			if fresh {
+				for k := range names {
+					names[k] = fmt.Sprintf("bench:fresh:%s:%d:%d", rows[i].c.name, round, k)
+				}
+			}
+			if err := srv.admin.ConfigResetStat(ctx).Err(); err != nil {
 				rows[i].err = err
 				continue
 			}
 			r0 := st.reqs.Load()
+			done := len(st.lat)
 			runtime.GC()
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
-			for range chunk {
+			for k := range chunk {
 				t0 := time.Now()
-				if err := lockUnlock(ctx, st.m); err != nil {
+				m, err := newMutex(st, names[k])
+				if err == nil {
+					err = lockUnlock(ctx, m)
+				}
+				if err != nil {
 					rows[i].err = err
 					break
 				}
@@ -150,12 +200,19 @@ func runUncontended(ctx context.Context, srv *server, cs []contender, n int) []u
 			st.mallocs += after.Mallocs - before.Mallocs
 			st.bytes += after.TotalAlloc - before.TotalAlloc
 			st.nreqs += st.reqs.Load() - r0
-			calls1, err := srv.commandCalls(ctx)
+			stats, err := srv.commandStats(ctx)
 			if err != nil {
 				rows[i].err = err
 				continue
 			}
-			st.calls += calls1 - calls0
+			for _, cmd := range stats {
+				st.calls += cmd.calls
+			}
+			st.server += serverTime(stats, &st.cmds)
+			if len(st.lat) > done {
+				run := append([]time.Duration(nil), st.lat[done:]...)
+				st.p50s = append(st.p50s, summarize(run).P50)
+			}
 		}
 	}
 	for i, st := range states {
@@ -168,7 +225,10 @@ func runUncontended(ctx context.Context, srv *server, cs []contender, n int) []u
 		rows[i].bytes = float64(st.bytes) / ops
 		rows[i].reqsPerOp = float64(st.nreqs) / ops
 		rows[i].cmdsPerOp = float64(st.calls) / ops
+		rows[i].serverPerOp = time.Duration(float64(st.server) / ops)
 		rows[i].lat = summarize(st.lat)
+		rows[i].runs = len(st.p50s)
+		rows[i].p50 = summarize(st.p50s).P50
 	}
 	return rows
 }
@@ -574,24 +634,32 @@ type heldRow struct {
 	c           contender
 	applicable  bool
 	why         string // when not applicable
-	locks       int
-	keysAtStart int64 // DBSIZE when all were acquired
+	asked       int
+	locks       int   // acquired and held: asked, unless partial
+	partial     bool  // not all acquired within setupTimeout
+	dbsizeStart int64 // DBSIZE when all were acquired
+	dbsizeEnd   int64 // DBSIZE at the end of the hold
+	keys        int64 // keys the holds write (a lock may write several)
+	keysAlive   int64 // of those, there at the end of the hold
+	locksAlive  int64 // locks whose keys were enough for a hold at the end
+	clientHeld  int   // locks the client believed it held at the end; -1: not known
 	dur         time.Duration
 	interval    time.Duration
 	acquireTime time.Duration
-	goroutines  int   // NumGoroutine while held − before
+	goroutines  int   // NumGoroutine at the end of the hold − before
 	leftover    int   // NumGoroutine after release − before
-	heap        int64 // HeapInuse while held − before, after GC
+	heap        int64 // HeapInuse at the end of the hold − before, after GC
 	rounds      float64
 	reqs        int64
 	calls       int64
-	keysAtEnd   int64
 	err         error
 }
 
-func runHeld(ctx context.Context, srv *server, c contender, n int, dur, lease time.Duration) (row heldRow) {
-	interval := lease / 3
-	row = heldRow{c: c, applicable: c.renews, locks: n, dur: dur, interval: interval}
+// runHeld takes n locks on distinct names on one client, holds them for
+// dur with the given lease and renewal interval, and measures what holding
+// costs: goroutines, heap, requests, and whether every key stayed.
+func runHeld(ctx context.Context, srv *server, c contender, n int, dur, lease, interval time.Duration) (row heldRow) {
+	row = heldRow{c: c, applicable: c.renews, asked: n, locks: n, dur: dur, interval: interval}
 	if !c.renews {
 		row.why = "no automatic renewal"
 		return row
@@ -603,15 +671,19 @@ func runHeld(ctx context.Context, srv *server, c contender, n int, dur, lease ti
 		return row
 	}
 	defer f.Close()
+	warm := make([]Mutex, heldWorkers)
+	for i := range warm {
+		if warm[i], err = f.NewMutex(fmt.Sprintf("bench:held:warm:%d", i)); err != nil {
+			row.err = err
+			return row
+		}
+	}
+	// Warm up first, so the connections the workers use are open, then
+	// empty the server: what a warm-up release leaves does not count.
+	if row.err = warmParallel(ctx, warm); row.err != nil {
+		return row
+	}
 	if row.err = srv.reset(ctx); row.err != nil {
-		return row
-	}
-	w, err := f.NewMutex("bench:held:warm")
-	if err != nil {
-		row.err = err
-		return row
-	}
-	if row.err = warmParallel(ctx, []Mutex{w}); row.err != nil {
 		return row
 	}
 
@@ -626,7 +698,7 @@ func runHeld(ctx context.Context, srv *server, c contender, n int, dur, lease ti
 	held := make([]bool, n)
 	t0 := time.Now()
 	setupCtx, cancelSetup := context.WithTimeout(ctx, setupTimeout)
-	err = forEach(setupCtx, n, 32, func(i int) error {
+	err = forEach(setupCtx, n, heldWorkers, func(i int) error {
 		m, err := f.NewMutex(fmt.Sprintf("bench:held:%d", i))
 		if err != nil {
 			return err
@@ -638,13 +710,26 @@ func runHeld(ctx context.Context, srv *server, c contender, n int, dur, lease ti
 		locks[i], held[i] = m, true
 		return nil
 	})
+	// A library that has not acquired them all within setupTimeout is
+	// measured on the locks it holds, and the row says how many.
+	timedOut := errors.Is(setupCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
 	cancelSetup()
 	row.acquireTime = time.Since(t0)
+	var holding []Mutex
+	for i, m := range locks {
+		if held[i] {
+			holding = append(holding, m)
+		}
+	}
+	row.locks = len(holding)
+	if timedOut {
+		row.partial, err = true, nil
+	}
 	defer func() {
 		// Release whatever is held, also after an error.
 		relCtx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 		defer cancel()
-		_ = forEach(relCtx, n, 32, func(i int) error {
+		_ = forEach(relCtx, n, heldWorkers, func(i int) error {
 			if !held[i] {
 				return nil
 			}
@@ -654,17 +739,24 @@ func runHeld(ctx context.Context, srv *server, c contender, n int, dur, lease ti
 		})
 		cancelHold()
 		// Let released holds wind down, then count what is left.
-		for i := 0; i < 20 && runtime.NumGoroutine() > g0; i++ {
+		released := time.Now()
+		for time.Since(released) < windDown && runtime.NumGoroutine() > g0 {
 			time.Sleep(50 * time.Millisecond)
 		}
 		row.leftover = runtime.NumGoroutine() - g0
+		if row.leftover > tgtGoroutines && os.Getenv("BENCH_GOROUTINES") != "" {
+			_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+		}
 	}()
+	if err == nil && row.locks == 0 {
+		err = errors.New("none acquired")
+	}
 	if err != nil {
 		row.err = fmt.Errorf("acquiring %d locks: %w", n, err)
 		return row
 	}
 
-	if row.keysAtStart, row.err = srv.dbsize(ctx); row.err != nil {
+	if row.dbsizeStart, row.err = srv.dbsize(ctx); row.err != nil {
 		return row
 	}
 	if row.err = srv.admin.ConfigResetStat(ctx).Err(); row.err != nil {
@@ -678,19 +770,107 @@ func runHeld(ctx context.Context, srv *server, c contender, n int, dur, lease ti
 	}
 	elapsed := time.Since(start)
 	row.reqs = reqs.Load() - r0
+	row.goroutines = runtime.NumGoroutine() - g0
+	if row.goroutines > tgtGoroutines && os.Getenv("BENCH_GOROUTINES") != "" {
+		_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+	}
 	if row.calls, row.err = srv.commandCalls(ctx); row.err != nil {
 		return row
 	}
-	if row.keysAtEnd, row.err = srv.dbsize(ctx); row.err != nil {
+	if row.dbsizeEnd, row.err = srv.dbsize(ctx); row.err != nil {
 		return row
 	}
-	row.goroutines = runtime.NumGoroutine() - g0
+	row.clientHeld = countHeld(holding)
+	if row.keys, row.keysAlive, row.locksAlive, row.err = srv.locksAlive(ctx, holding); row.err != nil {
+		return row
+	}
 	runtime.GC()
 	var ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms1)
 	row.heap = int64(ms1.HeapInuse) - int64(ms0.HeapInuse)
 	row.rounds = float64(elapsed) / float64(interval)
 	return row
+}
+
+// countHeld counts the Mutexes that believe they hold their lock (see
+// holder), or returns -1 if they cannot tell.
+func countHeld(ms []Mutex) int {
+	n := 0
+	for _, m := range ms {
+		h, ok := m.(holder)
+		if !ok {
+			return -1
+		}
+		if h.held() {
+			n++
+		}
+	}
+	return n
+}
+
+// windDown bounds the wait for the goroutines of released holds to end.
+const windDown = 10 * time.Second
+
+// heldWorkers is how many goroutines acquire and release the held locks,
+// and how many connections that warms up.
+const heldWorkers = 32
+
+// locksAlive checks on the server, with EXISTS in pipelines, the keys the
+// Mutexes name (see keyed): how many of them exist, and how many Mutexes
+// still have the keys a hold needs.
+func (s *server) locksAlive(ctx context.Context, ms []Mutex) (keys, keysAlive, locksAlive int64, err error) {
+	const batch = 1000 // keys per pipeline
+	type lockKeys struct {
+		n, quorum int
+	}
+	var (
+		pending []string
+		locks   []lockKeys
+	)
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		cmds, err := s.admin.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, k := range pending {
+				p.Exists(ctx, k)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		i := 0
+		for _, l := range locks {
+			var found int
+			for range l.n {
+				found += int(cmds[i].(*redis.IntCmd).Val())
+				i++
+			}
+			keysAlive += int64(found)
+			if found >= l.quorum {
+				locksAlive++
+			}
+		}
+		keys += int64(len(pending))
+		pending, locks = pending[:0], locks[:0]
+		return nil
+	}
+	for _, m := range ms {
+		k, ok := m.(keyed)
+		if !ok {
+			return 0, 0, 0, fmt.Errorf("%T does not name its keys", m)
+		}
+		ks, quorum := k.keys()
+		pending = append(pending, ks...)
+		locks = append(locks, lockKeys{len(ks), quorum})
+		if len(pending) >= batch {
+			if err := flush(); err != nil {
+				return 0, 0, 0, err
+			}
+		}
+	}
+	return keys, keysAlive, locksAlive, flush()
 }
 
 // lockWithin locks m with holdCtx as the lock's context, giving up when

@@ -174,14 +174,20 @@ func (s *server) reset(ctx context.Context) error {
 // out of the command counts.
 var adminCommands = []string{"config", "info", "flushall", "flushdb", "dbsize", "ping", "hello", "client"}
 
-// commandCalls returns the total calls in INFO commandstats, the commands
-// that scripts ran included, less the harness's own admin commands.
-func (s *server) commandCalls(ctx context.Context) (int64, error) {
+// cmdStat is one line of INFO commandstats.
+type cmdStat struct {
+	calls int64
+	usec  int64 // server time in the command, a script's inner commands included
+}
+
+// commandStats returns INFO commandstats by command name (lower case, a
+// subcommand as "config|get"), less the harness's own admin commands.
+func (s *server) commandStats(ctx context.Context) (map[string]cmdStat, error) {
 	txt, err := s.admin.Info(ctx, "commandstats").Result()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	var total int64
+	stats := map[string]cmdStat{}
 	sc := bufio.NewScanner(strings.NewReader(txt))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
@@ -194,17 +200,70 @@ func (s *server) commandCalls(ctx context.Context) (int64, error) {
 		if isAdmin(base) {
 			continue
 		}
+		var st cmdStat
 		for _, kv := range strings.Split(rest, ",") {
-			if v, ok := strings.CutPrefix(kv, "calls="); ok {
-				n, err := strconv.ParseInt(v, 10, 64)
-				if err != nil {
-					return 0, fmt.Errorf("commandstats %q: %w", line, err)
-				}
-				total += n
+			k, v, _ := strings.Cut(kv, "=")
+			var dst *int64
+			switch k {
+			case "calls":
+				dst = &st.calls
+			case "usec":
+				dst = &st.usec
+			default:
+				continue
 			}
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("commandstats %q: %w", line, err)
+			}
+			*dst = n
+		}
+		stats[name] = st
+	}
+	return stats, sc.Err()
+}
+
+// commandCalls returns the total calls in INFO commandstats, the commands
+// that scripts ran included, less the harness's own admin commands.
+func (s *server) commandCalls(ctx context.Context) (int64, error) {
+	stats, err := s.commandStats(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, st := range stats {
+		total += st.calls
+	}
+	return total, nil
+}
+
+// serverTime sums the usec of INFO commandstats over the commands the
+// client sent (sent.has), which leaves out the inner commands of its
+// scripts: their time is already in the script's.
+func serverTime(stats map[string]cmdStat, sent *cmdNames) time.Duration {
+	var usec int64
+	for name, st := range stats {
+		base, _, _ := strings.Cut(name, "|")
+		if sent.has(base) {
+			usec += st.usec
 		}
 	}
-	return total, sc.Err()
+	return time.Duration(usec) * time.Microsecond
+}
+
+// usedMemory returns used_memory from INFO memory: the bytes Redis has
+// allocated, keys, expiry tables, client buffers and script caches included.
+func (s *server) usedMemory(ctx context.Context) (int64, error) {
+	txt, err := s.admin.Info(ctx, "memory").Result()
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(txt, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+			return strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return 0, errors.New("INFO memory: no used_memory")
 }
 
 func isAdmin(cmd string) bool {

@@ -18,13 +18,40 @@ import (
 // command as an array of bulk strings, so the parser needs no more of RESP.
 
 // dialCounting dials addr and counts the requests written on the connection
-// into n.
-func dialCounting(ctx context.Context, d *net.Dialer, network, addr string, n *atomic.Int64) (net.Conn, error) {
+// into n, and records their command names in names (when not nil).
+func dialCounting(ctx context.Context, d *net.Dialer, network, addr string, n *atomic.Int64, names *cmdNames) (net.Conn, error) {
 	c, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, err
 	}
-	return &countingConn{Conn: c, n: n}, nil
+	return &countingConn{Conn: c, n: n, p: respParser{names: names}}, nil
+}
+
+// cmdNames is the set of command names a client sent (lower case, upkeep
+// left out). INFO commandstats times a script's inner commands both on
+// their own and within the EVALSHA that ran them, so the server time of a
+// client is the time of the commands it sent, and no others.
+type cmdNames struct {
+	mu sync.Mutex
+	m  map[string]bool
+}
+
+func (s *cmdNames) add(name []byte) {
+	s.mu.Lock()
+	if !s.m[string(name)] {
+		if s.m == nil {
+			s.m = map[string]bool{}
+		}
+		s.m[string(name)] = true
+	}
+	s.mu.Unlock()
+}
+
+// has reports whether the client sent the command name (lower case).
+func (s *cmdNames) has(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[name]
 }
 
 type countingConn struct {
@@ -57,8 +84,9 @@ type respParser struct {
 	elems int64 // bulk strings left in the current array
 	first bool  // the current bulk string is the command name
 	skip  int64 // bytes of bulk body (with its CRLF) left to skip
-	name  [8]byte
+	name  [16]byte
 	nlen  int
+	names *cmdNames // when not nil, records the command names
 }
 
 const (
@@ -122,6 +150,9 @@ func (p *respParser) feed(b []byte) int64 {
 				p.first = false
 				if !upkeep(p.name[:p.nlen]) {
 					cmds++
+					if p.names != nil {
+						p.names.add(p.name[:p.nlen])
+					}
 				}
 			}
 			if p.elems--; p.elems > 0 {

@@ -18,3 +18,14 @@ func TestRespParserCountsCommandsAcrossWrites(t *testing.T) {
 		}
 	}
 }
+
+func TestRespParserRecordsCommandNames(t *testing.T) {
+	names := &cmdNames{}
+	p := respParser{names: names}
+	p.feed([]byte("*2\r\n$7\r\nEVALSHA\r\n$1\r\nx\r\n*1\r\n$4\r\nping\r\n*2\r\n$3\r\ndel\r\n$1\r\nk\r\n"))
+	for name, want := range map[string]bool{"evalsha": true, "del": true, "ping": false, "set": false} {
+		if got := names.has(name); got != want {
+			t.Errorf("has(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
