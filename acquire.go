@@ -26,7 +26,13 @@ import (
 // on a Lock that holds such a borrowed level. A borrowed level belongs to
 // the hold it came from: it ends when that hold ends.
 func (l *Lock) Acquire(ctx context.Context) error {
-	_, err := l.acquire(ctx)
+	if l.opts.observer == nil {
+		_, err := l.acquire(ctx)
+		return err
+	}
+	start := time.Now()
+	h, err := l.acquire(ctx)
+	l.observeAcquire(start, h, err)
 	return err
 }
 
@@ -78,11 +84,22 @@ func (l *Lock) holding() bool {
 // attempt is sent (also while another call on the same Lock is in flight)
 // it returns an error matching ErrNotAcquired and the context error.
 func (l *Lock) TryAcquire(ctx context.Context) (bool, error) {
-	if h := l.lenderHold(ctx); h != nil {
-		err := l.borrow(ctx, h)
-		return err == nil, err
+	var start time.Time
+	if l.opts.observer != nil {
+		start = time.Now()
 	}
-	h, _, err := l.attempt(ctx)
+	var h *hold
+	var err error
+	if lh := l.lenderHold(ctx); lh != nil {
+		if err = l.borrow(ctx, lh); err == nil {
+			h = lh
+		}
+	} else {
+		h, _, err = l.attempt(ctx)
+	}
+	if l.opts.observer != nil {
+		l.observeAcquire(start, h, err)
+	}
 	return h != nil, err
 }
 
@@ -190,6 +207,7 @@ func (l *Lock) attempt(ctx context.Context) (*hold, time.Duration, error) {
 		return nil, 0, errors.Join(ErrNotAcquired, err)
 	}
 	l.hold, l.lostCause, l.stale = h, nil, nil
+	h.since = time.Now()
 	l.armDeadlineLocked(h.deadline)
 	l.mu.Unlock()
 	return h, 0, nil

@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -315,13 +316,14 @@ func retryDelay(h *hold) time.Duration {
 // and returns the holds that were parked behind it.
 func (s *heartbeat) fly(f flight) (parked []*hold) {
 	start := time.Now()
-	results := s.renew(f)
+	results, err := s.renew(f)
+	took := time.Since(start)
 
 	s.mu.Lock()
 	now := time.Now()
 	for i, h := range f.holds {
 		if h.removed {
-			results[i] = renewFailed // nobody to tell
+			results[i] = renewGone // nobody to tell
 			continue
 		}
 		switch results[i] {
@@ -348,8 +350,11 @@ func (s *heartbeat) fly(f flight) (parked []*hold) {
 			h.lock.renewed(h, start)
 		case renewRefused:
 			h.lock.renewRefused(h)
+		case renewFailed:
+			h.lock.renewFailed(h, err)
 		}
 	}
+	observeRenewals(f.holds, results, took)
 	return parked
 }
 
@@ -357,6 +362,7 @@ type renewResult uint8
 
 const (
 	renewFailed renewResult = iota // no answer, or not acknowledged: try again
+	renewGone                      // removed while in flight: nobody to tell
 	renewOK
 	renewRefused // the owner no longer holds the key
 )
@@ -378,11 +384,12 @@ type trip struct {
 	results []renewResult                    // by index in the flight
 	masters map[string]redis.UniversalClient // redirection targets, by address
 	trouble bool                             // a request failed: the slot map may be stale
+	err     error                            // the last failure, for the logs
 }
 
 // renew sends the renewals of f and returns a result per hold of f.holds,
 // which it reorders so that each script call's holds are adjacent.
-func (s *heartbeat) renew(f flight) []renewResult {
+func (s *heartbeat) renew(f flight) ([]renewResult, error) {
 	// A renewal answered after a whole lease is of no use to anyone.
 	timeout := maxRound
 	for _, h := range f.holds {
@@ -419,7 +426,7 @@ func (s *heartbeat) renew(f flight) []renewResult {
 		// demoted master, or a cluster that is down, sends no MOVED.
 		s.cluster.ReloadState(ctx)
 	}
-	return t.results
+	return t.results, t.err
 }
 
 // calls splits f into script calls: holds that share a renewal script and,
@@ -490,12 +497,16 @@ func (s *heartbeat) exec(t *trip, node redis.UniversalClient, calls []call, agai
 	acked := int64(0)
 	if wait != nil {
 		acked, _ = wait.Int64()
+		if acked < int64(t.lane.replicas) {
+			t.err = fmt.Errorf("%w: %d of %d replicas acknowledged within %v", ErrNotReplicated, acked, t.lane.replicas, t.lane.timeout)
+		}
 	}
 	for _, c := range calls {
 		vals, err := c.cmd.Int64Slice()
 		if err != nil {
 			if !isNoScript(err) {
 				t.trouble = true
+				t.err = err
 			}
 			again = s.retry(t, c, err, again)
 			continue // renewFailed, unless sent again

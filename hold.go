@@ -25,6 +25,10 @@ type hold struct {
 	ended    bool
 	cause    error // why it was lost; nil while live or when released
 	giveBack bool  // lost while its key may still be on the server
+	since    time.Time
+	// unreported: lost, and the loss not yet told to the observer and
+	// logger (see lostReport).
+	unreported bool
 
 	// Guarded by the heartbeat's mu.
 	removed bool
@@ -131,6 +135,7 @@ func (l *Lock) loseUnlock(h *hold, cause error) error {
 	l.loseLocked(h, cause)
 	err := h.notHeldErr()
 	l.mu.Unlock()
+	l.lostReport(h)
 	l.unschedule(h)
 	return err
 }
@@ -148,6 +153,7 @@ func (l *Lock) loseLocked(h *hold, cause error) {
 // l.mu must be held.
 func (l *Lock) endLocked(h *hold, cause error) {
 	h.ended, h.cause = true, cause
+	h.unreported = cause != nil
 	if cause == errExpired {
 		// Redis did not say the key is gone: give it back when next asked
 		// to release, so that others need not wait for its expiry.
@@ -227,6 +233,7 @@ func (l *Lock) deadlinePassed() {
 	}
 	l.loseLocked(h, errExpired)
 	l.mu.Unlock()
+	l.lostReport(h)
 	l.unschedule(h)
 }
 
@@ -248,6 +255,7 @@ func (l *Lock) renewRefused(h *hold) {
 	l.mu.Lock()
 	l.loseLocked(h, errTaken)
 	l.mu.Unlock()
+	l.lostReport(h)
 }
 
 func (l *Lock) unschedule(h *hold) {

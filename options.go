@@ -2,6 +2,7 @@ package redislock
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -49,6 +50,8 @@ type options struct {
 
 	drift          float64
 	fair           bool
+	observer       *observerRef
+	logger         *slog.Logger
 	minReplicas    int // 0: no WAIT
 	replicaTimeout time.Duration
 	replicasSet    bool

@@ -120,7 +120,8 @@ func (l *Lock) releaseLevel(ctx context.Context, want *hold) error {
 		}
 		l.mu.Unlock()
 		if giveBack {
-			_, _ = l.sendRelease(ctx, true, gone.tokenArg)
+			_, gbErr := l.sendRelease(ctx, true, gone.tokenArg)
+			l.gaveBack(gone, gbErr)
 		}
 		return err
 	}
@@ -135,6 +136,7 @@ func (l *Lock) releaseLevel(ctx context.Context, want *hold) error {
 	}
 
 	n, err := l.sendRelease(ctx, final, h.tokenArg)
+	l.observeRelease(h, final, err)
 	if err != nil {
 		if final {
 			return fmt.Errorf("redislock: release of %q not confirmed, the key expires after its TTL: %w", l.key, err)
@@ -148,6 +150,7 @@ func (l *Lock) releaseLevel(ctx context.Context, want *hold) error {
 		}
 		// Ended as released, yet it was lost before: say so.
 		h.cause = errLost("the key was gone or held by another owner at release")
+		h.unreported = true
 		l.lostCause = h.cause
 		if h.lost != nil {
 			close(h.lost)
@@ -155,6 +158,7 @@ func (l *Lock) releaseLevel(ctx context.Context, want *hold) error {
 		l.lost = closedLost
 		err := h.notHeldErr()
 		l.mu.Unlock()
+		l.lostReport(h)
 		return err
 	}
 	return nil

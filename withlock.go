@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 )
 
 // WithLock acquires the lock as [Lock.Acquire] does, runs fn, and releases
@@ -18,7 +19,14 @@ func (l *Lock) WithLock(ctx context.Context, fn func(ctx context.Context) error)
 	if fn == nil {
 		return fmt.Errorf("%w: nil function", ErrInvalidArgument)
 	}
+	var start time.Time
+	if l.opts.observer != nil {
+		start = time.Now()
+	}
 	h, err := l.acquire(ctx)
+	if l.opts.observer != nil {
+		l.observeAcquire(start, h, err)
+	}
 	if err != nil {
 		return err
 	}
