@@ -32,7 +32,7 @@ func (l *Lock) Acquire(ctx context.Context) error {
 	}
 	start := time.Now()
 	h, err := l.acquire(ctx)
-	l.observeAcquire(start, h, err)
+	l.observeAcquire(ctx, start, h, err)
 	return err
 }
 
@@ -98,7 +98,7 @@ func (l *Lock) TryAcquire(ctx context.Context) (bool, error) {
 		h, _, err = l.attempt(ctx)
 	}
 	if l.opts.observer != nil {
-		l.observeAcquire(start, h, err)
+		l.observeAcquire(ctx, start, h, err)
 	}
 	return h != nil, err
 }

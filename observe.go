@@ -74,6 +74,9 @@ type Event struct {
 	Kind      EventKind
 	Primitive string // "mutex", "fair mutex", "semaphore", "rwlock-reader" or "rwlock-writer"
 	Name, Key string
+	// Ctx is the caller's context of an EventAcquire or EventRelease (for
+	// a trace to link to), nil for the others.
+	Ctx context.Context
 
 	Outcome Outcome       // EventAcquire
 	Fresh   bool          // EventAcquire: a new hold, not a re-entry or a borrowed level
@@ -117,8 +120,8 @@ func WithLogger(l *slog.Logger) Option { return func(opts *options) { opts.logge
 
 // observeAcquire reports an acquire call that started at start and took a
 // level of h (nil if none) or failed with err.
-func (l *Lock) observeAcquire(start time.Time, h *hold, err error) {
-	e := Event{Kind: EventAcquire, Primitive: l.prim.name, Name: l.Name(), Key: l.key, Wait: time.Since(start), Err: err}
+func (l *Lock) observeAcquire(ctx context.Context, start time.Time, h *hold, err error) {
+	e := Event{Kind: EventAcquire, Primitive: l.prim.name, Name: l.Name(), Key: l.key, Ctx: ctx, Wait: time.Since(start), Err: err}
 	switch {
 	case h != nil:
 		e.Outcome = OutcomeAcquired
@@ -168,9 +171,9 @@ func observeRenewals(holds []*hold, results []renewResult, d time.Duration) {
 }
 
 // observeRelease reports the release of a level of h.
-func (l *Lock) observeRelease(h *hold, last bool, err error) {
+func (l *Lock) observeRelease(ctx context.Context, h *hold, last bool, err error) {
 	if o := l.opts.observer; o != nil {
-		o.Observe(Event{Kind: EventRelease, Primitive: l.prim.name, Name: l.Name(), Key: l.key,
+		o.Observe(Event{Kind: EventRelease, Primitive: l.prim.name, Name: l.Name(), Key: l.key, Ctx: ctx,
 			Last: last, Held: time.Since(h.since), Err: err})
 	}
 }

@@ -136,7 +136,7 @@ func (l *Lock) releaseLevel(ctx context.Context, want *hold) error {
 	}
 
 	n, err := l.sendRelease(ctx, final, h.tokenArg)
-	l.observeRelease(h, final, err)
+	l.observeRelease(ctx, h, final, err)
 	if err != nil {
 		if final {
 			return fmt.Errorf("redislock: release of %q not confirmed, the key expires after its TTL: %w", l.key, err)

@@ -25,7 +25,7 @@ func (l *Lock) WithLock(ctx context.Context, fn func(ctx context.Context) error)
 	}
 	h, err := l.acquire(ctx)
 	if l.opts.observer != nil {
-		l.observeAcquire(start, h, err)
+		l.observeAcquire(ctx, start, h, err)
 	}
 	if err != nil {
 		return err
