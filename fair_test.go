@@ -2,6 +2,7 @@ package redislock_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -132,4 +133,58 @@ func TestWithFairOnlyForNew(t *testing.T) {
 	assert.ErrorIs(t, err, redislock.ErrInvalidArgument)
 	_, err = redislock.NewRWLock(c, "n", redislock.WithFair())
 	assert.ErrorIs(t, err, redislock.ErrInvalidArgument)
+}
+
+// A release wakes only the waiter it names: the others do not try.
+func TestFairLockReleaseWakesOnlyTheHead(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	holder := newLock(t, c, "herd", redislock.WithFair())
+	require.NoError(t, holder.Acquire(ctx))
+	const n = 5
+	got := make(chan *redislock.Lock, n)
+	queue, _ := redislock.FairQueueKeys(holder.Key())
+	for i := range n {
+		w := newLock(t, srv.Client(t), "herd", redislock.WithFair())
+		go func() {
+			if assert.NoError(t, w.Acquire(ctx)) {
+				got <- w
+			}
+		}()
+		eventually(t, 2*time.Second, func() bool { return c.ZCard(ctx, queue).Val() == int64(i+1) }, "queued")
+	}
+	time.Sleep(50 * time.Millisecond) // every waiter sleeps
+	require.NoError(t, c.ConfigResetStat(ctx).Err())
+	require.NoError(t, holder.Release(ctx))
+	first := <-got
+	calls := evalshaCalls(t, c)
+	assert.GreaterOrEqual(t, calls, int64(2), "the release and the named waiter's attempt are counted")
+	assert.LessOrEqual(t, calls, int64(3), "the release and the named waiter's attempt, and at most one renewal of a waiter lease: %d calls", calls)
+	require.NoError(t, first.Release(ctx))
+	for range n - 1 {
+		w := <-got
+		require.NoError(t, w.Release(ctx))
+	}
+}
+
+// evalshaCalls reads how many EVALSHA calls the server ran since its
+// statistics were reset.
+func evalshaCalls(t *testing.T, c *redis.Client) int64 {
+	t.Helper()
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	require.NoError(t, err)
+	for _, line := range strings.Split(info, "\n") {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_evalsha:calls="); ok {
+			var n int64
+			for _, r := range rest {
+				if r < '0' || r > '9' {
+					break
+				}
+				n = n*10 + int64(r-'0')
+			}
+			return n
+		}
+	}
+	return 0
 }

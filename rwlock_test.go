@@ -192,3 +192,29 @@ func TestRWLockWriterReleaseWakesReaders(t *testing.T) {
 		require.NoError(t, r.Release(ctx))
 	}
 }
+
+// A writer that stops waiting (its process died, or it gave up) stops
+// keeping readers out once its mark expires.
+func TestRWLockDeadWritersMarkExpires(t *testing.T) {
+	c := redistest.Client(t)
+	ctx := context.Background()
+	name := redistest.Key(t)
+	reader := newRWLock(t, c, name)
+	require.NoError(t, reader.Reader().Acquire(ctx))
+	writer := newRWLock(t, c, name, redislock.WithRetryBackoff(10*time.Millisecond, 100*time.Millisecond))
+	wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	assert.ErrorIs(t, writer.Writer().Acquire(wctx), redislock.ErrNotAcquired)
+
+	late := newRWLock(t, c, name)
+	ok, err := late.Reader().TryAcquire(ctx)
+	require.NoError(t, err)
+	assert.False(t, ok, "the writer's mark keeps new readers out")
+	eventually(t, 2*time.Second, func() bool {
+		ok, err := late.Reader().TryAcquire(ctx)
+		require.NoError(t, err)
+		return ok
+	}, "readers get in once the mark expired")
+	require.NoError(t, late.Reader().Release(ctx))
+	require.NoError(t, reader.Reader().Release(ctx))
+}
