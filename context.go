@@ -20,16 +20,25 @@ func withHolder(ctx context.Context, h *hold) context.Context {
 }
 
 // lenderHold returns the hold, carried by ctx, that l should borrow a level
-// of: a hold of another Lock on the same key through the same client. It
+// of: a hold of another Lock of the same primitive on the same key through
+// the same client (an RWLock's reader never borrows a writer's hold). It
 // returns nil when ctx carries no such hold or carries one of l's own.
+//
+// A Lock that has a hold of its own re-enters that one: for a lock that
+// several owners hold at once (a semaphore, readers), a ctx may carry
+// another owner's hold while this Lock holds its own, and its levels must
+// stay with its own hold so that its releases give them back in order.
 func (l *Lock) lenderHold(ctx context.Context) *hold {
+	if l.holding() {
+		return nil
+	}
 	e, _ := ctx.Value(ctxHoldKey{}).(*ctxHold)
 	for ; e != nil; e = e.parent {
 		lender := e.hold.lock
 		if lender == l {
 			break
 		}
-		if lender.key == l.key && lender.client == l.client {
+		if lender.key == l.key && lender.client == l.client && lender.prim == l.prim {
 			return e.hold
 		}
 	}

@@ -218,3 +218,44 @@ func TestRWLockDeadWritersMarkExpires(t *testing.T) {
 	require.NoError(t, late.Reader().Release(ctx))
 	require.NoError(t, reader.Reader().Release(ctx))
 }
+
+// Inside the writer's critical section, the owner's reader takes a read
+// hold of its own (a downgrade through the context), not a level of the
+// write hold; a semaphore Lock with a permit of its own re-enters it rather
+// than borrowing another's through the context.
+func TestPrimitivesDoNotBorrowAcrossKindsOrOverOwnHolds(t *testing.T) {
+	c := redistest.Client(t)
+	ctx := context.Background()
+	name := redistest.Key(t)
+	rw := newRWLock(t, c, name)
+	require.NoError(t, rw.Writer().WithLock(ctx, func(ctx context.Context) error {
+		require.NoError(t, rw.Reader().Acquire(ctx))
+		assert.Equal(t, 1, rw.Writer().Count(), "the read level is not a level of the write hold")
+		return nil
+	}))
+	other := newRWLock(t, c, name)
+	ok, err := other.Reader().TryAcquire(ctx)
+	require.NoError(t, err)
+	assert.True(t, ok, "after the downgrade the write hold is gone and readers share")
+	require.NoError(t, other.Reader().Release(ctx))
+	require.NoError(t, rw.Reader().Release(ctx))
+	assert.Zero(t, c.Exists(ctx, "lock:"+name).Val())
+
+	sname := redistest.Key(t)
+	a := newSemaphore(t, c, sname, 2)
+	b := newSemaphore(t, c, sname, 2)
+	require.NoError(t, b.Acquire(ctx))
+	require.NoError(t, a.WithLock(ctx, func(ctx context.Context) error {
+		require.NoError(t, b.Acquire(ctx))
+		assert.Equal(t, 2, b.Count(), "b re-entered its own permit")
+		assert.Equal(t, 1, a.Count())
+		require.NoError(t, b.Release(ctx))
+		assert.True(t, b.Held())
+		return nil
+	}))
+	require.NoError(t, b.Release(ctx))
+	assert.False(t, b.Held())
+	n, err := redislock.SemaphoreHolders(ctx, c, sname)
+	require.NoError(t, err)
+	assert.Zero(t, n)
+}
