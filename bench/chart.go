@@ -16,8 +16,7 @@ import (
 )
 
 // writeChart draws one panel per contention configuration: grouped bars
-// per contender of wait p50, p99 and max and (in-process runs) the
-// release→next gap p50, on a log scale of time.
+// per contender of wait p50, p99 and max and the release→next gap p50, on a log scale of time.
 func writeChart(path string, configs [][]contendRow) error {
 	var panels []*plot.Plot
 	for _, rows := range configs {

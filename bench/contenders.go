@@ -55,6 +55,7 @@ type openOpts struct {
 	renew time.Duration // with lease: the renewal interval (contenders that renew)
 	reqs  *atomic.Int64 // requests sent, counted on the wire
 	cmds  *cmdNames     // when not nil, the names of the commands sent
+	limit int           // semaphore contenders: holders allowed at once
 }
 
 // A contender is one library at one setting.
@@ -64,6 +65,9 @@ type contender struct {
 	setting string // what the setting is, for the report
 	renews  bool   // renews held locks by itself
 	extra   bool   // only when -only names it
+	noHeld  bool   // left out of the held-locks scenario (its renewals are another row's)
+	fair    bool   // this library's fair lock: judged on the fair targets too
+	sem     bool   // a counting semaphore: runs in the semaphore scenario only
 	open    func(o openOpts) (Factory, error)
 }
 
@@ -86,6 +90,11 @@ func allContenders() []contender {
 			name: "redislock/tuned", lib: "redislock", renews: true,
 			setting: "WithRetryBackoff(1ms, 1ms); heartbeat on",
 			open:    openRedislock(redislock.WithRetryBackoff(time.Millisecond, time.Millisecond)),
+		},
+		{
+			name: "redislock/fair", lib: "redislock", renews: true, noHeld: true, fair: true,
+			setting: "WithFair(); the rest default (its holds renew as redislock/default's, so it is left out of the held-locks scenario)",
+			open:    openRedislock(redislock.WithFair()),
 		},
 		{
 			name: "bsm/docs", lib: "bsm",
@@ -127,6 +136,16 @@ func allContenders() []contender {
 			name: "raw/tuned", lib: "raw",
 			setting: "SET key val NX PX 30000 + DEL via go-redis; sleep 1ms between attempts",
 			open:    openRaw,
+		},
+		{
+			name: "redislock/semaphore", lib: "redislock", renews: true, sem: true,
+			setting: "NewSemaphore(client, name, limit); defaults (TTL 30s, heartbeat on, backoff 2ms…250ms, a release wakes one waiter per permit)",
+			open:    openRedislockSemaphore(),
+		},
+		{
+			name: "raw/zset-semaphore", lib: "raw", sem: true,
+			setting: "one Lua script: ZREMRANGEBYSCORE of expired members, ZCARD, ZADD member with expiry score (TTL 30s); sleep 1ms between attempts; release ZREM",
+			open:    openRawSemaphore,
 		},
 	}
 }
@@ -448,3 +467,100 @@ func (m *rawMutex) Lock(ctx context.Context) error {
 
 func (m *rawMutex) Unlock(ctx context.Context) error { return m.c.Del(ctx, m.key).Err() }
 func (m *rawMutex) keys() ([]string, int)            { return []string{m.key}, 1 }
+
+// --- this library's semaphore ---
+
+type redislockSemFactory struct {
+	c     *redis.Client
+	limit int
+}
+
+func openRedislockSemaphore() func(openOpts) (Factory, error) {
+	return func(o openOpts) (Factory, error) {
+		if o.limit < 1 {
+			return nil, fmt.Errorf("semaphore limit %d", o.limit)
+		}
+		return &redislockSemFactory{c: newGoRedis(o), limit: o.limit}, nil
+	}
+}
+
+func (f *redislockSemFactory) NewMutex(name string) (Mutex, error) {
+	l, err := redislock.NewSemaphore(f.c, name, f.limit)
+	if err != nil {
+		return nil, err
+	}
+	return redislockMutex{l}, nil
+}
+
+func (f *redislockSemFactory) Close() { _ = f.c.Close() }
+
+// --- raw baseline semaphore: a sorted set of holders scored by expiry ---
+
+// rawSemAcquire drops the expired holders and adds ARGV[1] when fewer than
+// the limit are left: KEYS[1] the set; ARGV[1] member, ARGV[2] limit,
+// ARGV[3] TTL in ms. Expiries are on the server's clock. Returns 1 when
+// added, 0 when full.
+var rawSemAcquire = redis.NewScript(`
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('zremrangebyscore', KEYS[1], '-inf', now)
+if redis.call('zcard', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('zadd', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+return 1
+`)
+
+type rawSemFactory struct {
+	c     *redis.Client
+	limit int
+}
+
+func openRawSemaphore(o openOpts) (Factory, error) {
+	if o.limit < 1 {
+		return nil, fmt.Errorf("semaphore limit %d", o.limit)
+	}
+	return &rawSemFactory{c: newGoRedis(o), limit: o.limit}, nil
+}
+
+func (f *rawSemFactory) NewMutex(name string) (Mutex, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, err
+	}
+	return &rawSem{f: f, key: name, member: base64.RawURLEncoding.EncodeToString(b[:])}, nil
+}
+func (f *rawSemFactory) Close() { _ = f.c.Close() }
+
+type rawSem struct {
+	f      *rawSemFactory
+	key    string
+	member string
+	timer  *time.Timer
+}
+
+func (m *rawSem) Lock(ctx context.Context) error {
+	for range rawMaxAttempts {
+		n, err := rawSemAcquire.Run(ctx, m.f.c, []string{m.key}, m.member, m.f.limit, rawTTL.Milliseconds()).Int()
+		if err != nil {
+			return err
+		}
+		if n == 1 {
+			return nil
+		}
+		if m.timer == nil {
+			m.timer = time.NewTimer(time.Millisecond)
+		} else {
+			m.timer.Reset(time.Millisecond)
+		}
+		select {
+		case <-ctx.Done():
+			m.timer.Stop()
+			return ctx.Err()
+		case <-m.timer.C:
+		}
+	}
+	return fmt.Errorf("raw semaphore: not acquired after %d attempts", rawMaxAttempts)
+}
+
+func (m *rawSem) Unlock(ctx context.Context) error { return m.f.c.ZRem(ctx, m.key, m.member).Err() }

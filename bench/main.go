@@ -1,8 +1,9 @@
 // Command bench compares github.com/redislock/redislock with its peers on a
 // Redis server of its own: uncontended latency, allocations and server time,
 // parallel throughput, contention on one key (in one process and across
-// processes), many held locks under renewal, and what unique names leave on
-// the server. It prints a Markdown report and writes it, with a PNG chart,
+// processes), many held locks under renewal, what unique names leave on
+// the server, and this library's fair lock, semaphore and readers-writer
+// lock under contention. It prints a Markdown report and writes it, with a PNG chart,
 // to the -out directory. See README.md.
 package main
 
@@ -46,12 +47,12 @@ func run(ctx context.Context) error {
 	quick := fs.Bool("quick", false, "short run (about two minutes): fewer ops, 1 s windows, 2,000 held locks for 6 s, 10,000 names")
 	only := fs.String("only", "", "comma-separated contenders or libraries to run (e.g. redislock,raw or bsm/tuned); default all")
 	out := fs.String("out", "results", "directory for <date>.md, latest.md and latest.png")
-	scen := fs.String("scenarios", "1,2,3,4", "scenarios to run: 1 uncontended, 2 parallel, 3 contention, 4 held locks, 5 unique names (see -names)")
+	scen := fs.String("scenarios", "1,2,3,4,6,7", "scenarios to run: 1 uncontended, 2 parallel, 3 contention, 4 held locks, 5 unique names (see -names), 6 semaphore, 7 readers-writer lock")
 	names := fs.Bool("names", false, "also run scenario 5: -n unique names acquired and released once each, keys and memory left (-scenarios 5 runs it alone)")
 	nNames := fs.Int("n", 0, "names for scenario 5 (default 100000; quick: 10000)")
 	addr := fs.String("addr", "", "Redis to use instead of starting redis-server; it is FLUSHALLed and its stats reset, so never a server whose data matters")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: go run . [-quick] [-only name,...] [-out dir] [-scenarios 1,2,3,4,5] [-names [-n N]] [-addr host:port]\n")
+		fmt.Fprintf(fs.Output(), "usage: go run . [-quick] [-only name,...] [-out dir] [-scenarios 1,2,3,4,5,6,7] [-names [-n N]] [-addr host:port]\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -95,8 +96,16 @@ func run(ctx context.Context) error {
 	}
 	logf("redis %s at %s", srv.version(ctx), srv.addr)
 
+	var mutexes, sems []contender
+	for _, c := range cs {
+		if c.sem {
+			sems = append(sems, c)
+		} else {
+			mutexes = append(mutexes, c)
+		}
+	}
 	r := &report{
-		started: started, quick: *quick, set: set, scenarios: scenarios, contenders: cs,
+		started: started, quick: *quick, set: set, scenarios: scenarios, contenders: mutexes, semContenders: sems,
 		goVersion: runtime.Version(), platform: runtime.GOOS + "/" + runtime.GOARCH,
 		cpus: runtime.NumCPU(), maxprocs: runtime.GOMAXPROCS(0),
 		redis: srv.version(ctx), serverDesc: desc,
@@ -175,6 +184,15 @@ func measure(ctx context.Context, srv *server, r *report) error {
 		}
 	}
 	if r.scenarios[3] {
+		if err := check(); err != nil {
+			return err
+		}
+		rtt, err := measureRTT(ctx, srv)
+		if err != nil {
+			return fmt.Errorf("round trip: %w", err)
+		}
+		r.rtt = append(r.rtt, rtt)
+		logf("3 round trip   PING p50 %s", fmtDur(rtt))
 		type config struct {
 			procs int
 			hold  time.Duration
@@ -194,9 +212,9 @@ func measure(ctx context.Context, srv *server, r *report) error {
 				}
 				var row contendRow
 				if cfg.procs == 1 {
-					row = runContendInProc(ctx, srv, c, set.contendGoroutines, cfg.hold, set.contendWindow)
+					row = runContendInProc(ctx, srv, c, set.contendGoroutines, 1, cfg.hold, set.contendWindow)
 				} else {
-					row = runContendMultiProc(ctx, srv, c, cfg.procs, set.contendGoroutines, cfg.hold, set.contendWindow)
+					row = runContendMultiProc(ctx, srv, c, cfg.procs, set.contendGoroutines, 1, cfg.hold, set.contendWindow)
 				}
 				logf("3 contention   %-20s %dp×%dg hold %v: %s acq/s, wait p99 %s, gap p50 %s %s",
 					c.name, cfg.procs, set.contendGoroutines, cfg.hold, fmtNum(row.acqPerSec), fmtDur(row.wait.P99), fmtDur(row.gap.P50), errNote(row.err))
@@ -204,9 +222,18 @@ func measure(ctx context.Context, srv *server, r *report) error {
 			}
 			r.contended = append(r.contended, rows)
 		}
+		rtt, err = measureRTT(ctx, srv)
+		if err != nil {
+			return fmt.Errorf("round trip: %w", err)
+		}
+		r.rtt = append(r.rtt, rtt)
+		logf("3 round trip   PING p50 %s", fmtDur(rtt))
 	}
 	if r.scenarios[4] {
 		for _, c := range r.contenders {
+			if c.noHeld {
+				continue
+			}
 			if err := check(); err != nil {
 				return err
 			}
@@ -234,6 +261,39 @@ func measure(ctx context.Context, srv *server, r *report) error {
 			r.names = append(r.names, row)
 		}
 	}
+	if r.scenarios[6] {
+		procsList := []int{1}
+		if set.semProcs > 1 {
+			procsList = append(procsList, set.semProcs)
+		}
+		for _, procs := range procsList {
+			var rows []contendRow
+			for _, c := range r.semContenders {
+				if err := check(); err != nil {
+					return err
+				}
+				var row contendRow
+				if procs == 1 {
+					row = runContendInProc(ctx, srv, c, set.semGoroutines, set.semLimit, set.semHold, set.contendWindow)
+				} else {
+					row = runContendMultiProc(ctx, srv, c, procs, set.semGoroutines, set.semLimit, set.semHold, set.contendWindow)
+				}
+				logf("6 semaphore    %-20s %dp×%dg limit %d: %s acq/s, wait p99 %s, max holders %d %s",
+					c.name, procs, set.semGoroutines, set.semLimit, fmtNum(row.acqPerSec), fmtDur(row.wait.P99), row.maxHolders, errNote(row.err))
+				rows = append(rows, row)
+			}
+			r.sem = append(r.sem, rows)
+		}
+	}
+	if r.scenarios[7] {
+		if err := check(); err != nil {
+			return err
+		}
+		row := runRW(ctx, srv, set.rwReaders, set.rwWriters, set.rwHold, set.contendWindow)
+		logf("7 rwlock       %d readers, %d writers: reader wait p99 %s, writer wait p99 %s max %s %s",
+			row.readers, row.writers, fmtDur(row.readWait.P99), fmtDur(row.writeWait.P99), fmtDur(row.writeWait.Max), errNote(row.err))
+		r.rw = append(r.rw, row)
+	}
 	return check()
 }
 
@@ -256,8 +316,8 @@ func parseScenarios(s string) (map[int]bool, error) {
 			continue
 		}
 		n, err := strconv.Atoi(f)
-		if err != nil || n < 1 || n > 5 {
-			return nil, fmt.Errorf("-scenarios: %q is not one of 1, 2, 3, 4, 5", f)
+		if err != nil || n < 1 || n > 7 {
+			return nil, fmt.Errorf("-scenarios: %q is not one of 1, 2, 3, 4, 5, 6, 7", f)
 		}
 		m[n] = true
 	}

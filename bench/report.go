@@ -26,14 +26,18 @@ type report struct {
 	set        settings
 	scenarios  map[int]bool
 
-	contenders  []contender
-	uncontended []uncontendedRow // one name per contender
-	fresh       []uncontendedRow // a new name and Mutex per op
-	parallel    []parallelRow
-	contended   [][]contendRow // one list per configuration
-	held        []heldRow
-	names       []namesRow
-	interrupted string
+	contenders    []contender      // mutexes: scenarios 1–5
+	semContenders []contender      // semaphores: scenario 6
+	uncontended   []uncontendedRow // one name per contender
+	fresh         []uncontendedRow // a new name and Mutex per op
+	parallel      []parallelRow
+	contended     [][]contendRow // one list per configuration
+	held          []heldRow
+	names         []namesRow
+	sem           [][]contendRow  // one list per configuration
+	rw            []rwRow         // readers-writer runs
+	rtt           []time.Duration // PING round trip p50, before and after scenario 3
+	interrupted   string
 }
 
 // Target thresholds; they apply to this library's rows.
@@ -51,7 +55,42 @@ const (
 	tgtGoroutines   = 16 // "O(1)": a constant, whatever the number of locks
 	tgtLocksPerReq  = 50 // at most one request per 50 locks per round
 	tgtHeapPerLock  = 1024
+
+	// The fair lock (WithFair) is held to more: it serves in arrival order.
+	tgtFairWaitVsIdeal = 1.3
+	tgtFairMinMean     = 0.9
+	tgtFairReqsPerAcq  = 3
+	tgtFairGapRTT      = 1.5 // release → next-holder gap p50, in loopback round trips
 )
+
+// contendLimits are the targets a contention row of c is marked against.
+func contendLimits(c contender) (waitVsIdeal, minMean, reqsPerAcq float64) {
+	if c.fair {
+		return tgtFairWaitVsIdeal, tgtFairMinMean, tgtFairReqsPerAcq
+	}
+	return tgtWaitVsIdeal, tgtMinMean, tgtReqsPerAcq
+}
+
+// rttMean is the mean of the round trips measured around scenario 3, or 0.
+func (r *report) rttMean() time.Duration {
+	if len(r.rtt) == 0 {
+		return 0
+	}
+	var sum time.Duration
+	for _, d := range r.rtt {
+		sum += d
+	}
+	return sum / time.Duration(len(r.rtt))
+}
+
+// gapRTT is a gap in round trips; NaN when no round trip was measured.
+func (r *report) gapRTT(d time.Duration) float64 {
+	rtt := r.rttMean()
+	if rtt <= 0 {
+		return math.NaN()
+	}
+	return float64(d) / float64(rtt)
+}
 
 func isSubject(c contender) bool { return c.lib == "redislock" }
 
@@ -129,6 +168,8 @@ func (r *report) markdown() string {
 		"held %d locks (other libraries %d) × %v with TTL %v renewed every %v; names mode %d names\n",
 		s.uncontendedOps, uncontendedRounds, s.parallelGoroutines, s.parallelDur, s.contendWindow,
 		s.heldLocks, s.heldPeerLocks, s.heldDur, s.heldLease, s.heldRenew, s.names)
+	fmt.Fprintf(&b, "- Semaphore: limit %d, %d goroutines (and %d processes × %d) × hold %v; readers-writer: %d readers + %d writers × hold %v; same window\n",
+		s.semLimit, s.semGoroutines, s.semProcs, s.semGoroutines, s.semHold, s.rwReaders, s.rwWriters, s.rwHold)
 	fmt.Fprintf(&b, "- Wall time: %v; load average (1 min): %s\n", r.wall.Round(100*time.Millisecond), r.load)
 	if r.interrupted != "" {
 		fmt.Fprintf(&b, "- **Incomplete**: %s\n", r.interrupted)
@@ -137,7 +178,7 @@ func (r *report) markdown() string {
 
 	b.WriteString("## Contenders\n\n")
 	ct := table{head: []string{"contender", "setting"}, text: 2}
-	for _, c := range r.contenders {
+	for _, c := range append(append([]contender(nil), r.contenders...), r.semContenders...) {
 		ct.add(c.name, c.setting)
 	}
 	ct.write(&b)
@@ -166,7 +207,14 @@ func (r *report) markdown() string {
 	if r.scenarios[5] {
 		r.writeNames(&b)
 	}
+	if r.scenarios[6] {
+		r.writeSemaphore(&b)
+	}
+	if r.scenarios[7] {
+		r.writeRW(&b)
+	}
 	r.writeTargets(&b)
+	r.writeNewTargets(&b)
 	r.writeProblems(&b)
 	return b.String()
 }
@@ -240,6 +288,9 @@ func markRatio(c contender, v, limit float64) string {
 	return withMark(c, fmtRatio(v), within(v, limit))
 }
 
+// atLeast judges a share as printed, in whole percent.
+func atLeast(v, limit float64) bool { return math.Round(v*100) >= math.Round(limit*100) }
+
 // within judges a ratio as printed, to two decimals, so that a figure
 // shown equal to its limit passes.
 func within(v, limit float64) bool { return math.Round(v*100) <= math.Round(limit*100) }
@@ -270,20 +321,24 @@ func (r *report) writeContended(b *strings.Builder) {
 	fmt.Fprintf(b, "## 3. Contention on one key\n\n"+
 		"Each goroutine loops Lock → hold (time.Sleep) → Unlock for %v. **wait**: Lock call start → return; the calls still waiting "+
 		"when the window closed count with their wait so far, a lower bound (max marked ≥ when it is one of them), so starvation shows; "+
-		"**gap**: previous holder's Unlock start → next Lock return, on this process's monotonic clock, so in-process runs only "+
-		"(clocks of different processes are not compared); **FIFO ideal** = (goroutines − 1) × (mean hold + gap p50), "+
+		"**gap**: previous holder's Unlock start → next Lock return, on the machine's wall clock (one clock for all processes, kept in shared memory), "+
+		"so multi-process runs have it too; **RTT**: a PING's round trip through go-redis, p50, measured before and after this scenario "+
+		"(%s), and **gap/RTT** the gap p50 in those round trips; **FIFO ideal** = (goroutines − 1) × (mean hold + gap p50), "+
 		"or in the multi-process run (goroutines − 1) × window / acquisitions; **fair** = least acquisitions of a goroutine / mean; "+
 		"**cut**: Lock calls still waiting when the window closed; "+
 		"**fails**: Lock calls that returned an error inside the window; **overlaps**: acquisitions while another holder was counted "+
 		"(in shared memory across processes), which must be 0. "+
-		"Targets: gap p50 ≤ %v, gap p99 ≤ %v, wait p99 ≤ %.0f× FIFO ideal, ≤ %d requests/acquisition, fair ≥ %.0f%%.\n\n",
-		r.set.contendWindow, fmtDur(tgtGapP50), fmtDur(tgtGapP99), tgtWaitVsIdeal, tgtReqsPerAcq, tgtMinMean*100)
+		"Targets: gap p50 ≤ %v, gap p99 ≤ %v, wait p99 ≤ %.0f× FIFO ideal, ≤ %d requests/acquisition, fair ≥ %.0f%%; "+
+		"the fair lock (redislock/fair) is marked against its own: wait p99 ≤ %.1f× FIFO ideal, fair ≥ %.0f%%, ≤ %d requests/acquisition, "+
+		"gap p50 ≤ %.1f round trips.\n\n",
+		r.set.contendWindow, r.rttList(), fmtDur(tgtGapP50), fmtDur(tgtGapP99), tgtWaitVsIdeal, tgtReqsPerAcq, tgtMinMean*100,
+		tgtFairWaitVsIdeal, tgtFairMinMean*100, tgtFairReqsPerAcq, tgtFairGapRTT)
 	for _, rows := range r.contended {
 		if len(rows) == 0 {
 			continue
 		}
 		fmt.Fprintf(b, "### %s\n\n", rows[0].label)
-		t := table{head: []string{"contender", "acq/s", "wait p50", "wait p99", "wait max", "FIFO ideal", "gap p50", "gap p99",
+		t := table{head: []string{"contender", "acq/s", "wait p50", "wait p99", "wait max", "FIFO ideal", "wait p99 / ideal", "gap p50", "gap p99", "gap/RTT",
 			"requests/acq", "commands/acq", "acq per goroutine", "fair", "cut", "fails", "overlaps"}}
 		for _, row := range rows {
 			if row.err != nil {
@@ -291,28 +346,50 @@ func (r *report) writeContended(b *strings.Builder) {
 				continue
 			}
 			if row.acq == 0 {
-				t.add(row.c.name, "0", "", "", "", "", "", "", "", "", "", "", fmt.Sprint(row.cut), fmt.Sprint(row.fails), fmt.Sprint(row.violations))
+				t.add(row.c.name, "0", "", "", "", "", "", "", "", "", "", "", "", "", fmt.Sprint(row.cut), fmt.Sprint(row.fails), fmt.Sprint(row.violations))
 				continue
 			}
+			waitLim, meanLim, reqLim := contendLimits(row.c)
 			waitMax := fmtDur(row.wait.Max)
 			if row.cutMax >= row.wait.Max {
 				waitMax = "≥ " + waitMax
 			}
-			gap50, gap99 := "n/a", "n/a"
+			gap50, gap99, gapRTT := "n/a", "n/a", "n/a"
 			if row.gapsKnown && row.gap.N > 0 {
 				gap50 = withMark(row.c, fmtDur(row.gap.P50), row.gap.P50 <= tgtGapP50)
 				gap99 = withMark(row.c, fmtDur(row.gap.P99), row.gap.P99 <= tgtGapP99)
+				v := r.gapRTT(row.gap.P50)
+				gapRTT = fmtRatio(v)
+				if row.c.fair && !math.IsNaN(v) {
+					gapRTT = withMark(row.c, gapRTT, within(v, tgtFairGapRTT))
+				}
 			}
-			wait99 := withMark(row.c, fmtDur(row.wait.P99), row.ideal > 0 && float64(row.wait.P99) <= tgtWaitVsIdeal*float64(row.ideal))
-			t.add(row.c.name, fmtNum(row.acqPerSec), fmtDur(row.wait.P50), wait99, waitMax, fmtDur(row.ideal), gap50, gap99,
-				withMark(row.c, fmt.Sprintf("%.2f", row.reqsPerAcq), row.reqsPerAcq <= tgtReqsPerAcq),
+			ratio := math.NaN()
+			if row.ideal > 0 {
+				ratio = float64(row.wait.P99) / float64(row.ideal)
+			}
+			t.add(row.c.name, fmtNum(row.acqPerSec), fmtDur(row.wait.P50), fmtDur(row.wait.P99), waitMax, fmtDur(row.ideal),
+				markRatio(row.c, ratio, waitLim), gap50, gap99, gapRTT,
+				withMark(row.c, fmt.Sprintf("%.2f", row.reqsPerAcq), row.reqsPerAcq <= reqLim),
 				fmt.Sprintf("%.1f", row.cmdsPerAcq),
 				fmt.Sprintf("%d–%d", row.acqMin, row.acqMax),
-				withMark(row.c, fmt.Sprintf("%.0f%%", row.minMean*100), row.minMean >= tgtMinMean),
+				withMark(row.c, fmt.Sprintf("%.0f%%", row.minMean*100), atLeast(row.minMean, meanLim)),
 				fmt.Sprint(row.cut), fmt.Sprint(row.fails), fmt.Sprint(row.violations))
 		}
 		t.write(b)
 	}
+}
+
+// rttList prints the round trips measured around scenario 3.
+func (r *report) rttList() string {
+	if len(r.rtt) == 0 {
+		return "not measured"
+	}
+	var parts []string
+	for _, d := range r.rtt {
+		parts = append(parts, fmtDur(d))
+	}
+	return strings.Join(parts, " and ") + ", mean " + fmtDur(r.rttMean())
 }
 
 func (r *report) writeHeld(b *strings.Builder) {
@@ -599,6 +676,160 @@ func (r *report) writeTargets(b *strings.Builder) {
 	t.write(b)
 }
 
+// semRef returns the raw semaphore's row of a configuration, the reference
+// of its ratios.
+func semRef(rows []contendRow) *contendRow {
+	for i := range rows {
+		if rows[i].c.lib == "raw" && rows[i].err == nil && rows[i].acq > 0 {
+			return &rows[i]
+		}
+	}
+	return nil
+}
+
+func (r *report) writeSemaphore(b *strings.Builder) {
+	fmt.Fprintf(b, "## 6. Semaphore: limit %d on one name\n\n"+
+		"Each goroutine loops Lock → hold (time.Sleep %v) → Unlock for %v on a semaphore of %d permits: redislock.NewSemaphore at its defaults, "+
+		"and a raw recipe (one Lua script drops the expired members with ZREMRANGEBYSCORE, counts with ZCARD and adds with ZADD when below the limit, "+
+		"polled every 1 ms; release is ZREM). Columns as in scenario 3; **FIFO ideal** = (goroutines − limit) × window / acquisitions "+
+		"(a waiter waits for those ahead of it, limit at a time); **max holders**: the most holders counted at once inside the holds "+
+		"(in shared memory across processes), which must not exceed the limit; **over limit**: acquisitions that made more than limit holders. "+
+		"**÷ raw** columns are against the raw row of the same table.\n\n",
+		r.set.semLimit, r.set.semHold, r.set.contendWindow, r.set.semLimit)
+	for _, rows := range r.sem {
+		if len(rows) == 0 {
+			continue
+		}
+		ref := semRef(rows)
+		fmt.Fprintf(b, "### %s\n\n", rows[0].label)
+		t := table{head: []string{"contender", "acq/s", "acq/s ÷ raw", "wait p50", "wait p99", "wait p99 ÷ raw", "wait max", "FIFO ideal", "wait p99 / ideal",
+			"max holders", "requests/acq", "requests ÷ raw", "commands/acq", "acq per goroutine", "fair", "cut", "fails", "over limit"}}
+		for _, row := range rows {
+			if row.err != nil {
+				t.add(row.c.name, "error")
+				continue
+			}
+			if row.acq == 0 {
+				t.add(row.c.name, "0")
+				continue
+			}
+			vsRaw := func(a, b float64) string {
+				if ref == nil || b == 0 {
+					return "n/a"
+				}
+				return fmtRatio(a / b)
+			}
+			waitMax := fmtDur(row.wait.Max)
+			if row.cutMax >= row.wait.Max {
+				waitMax = "≥ " + waitMax
+			}
+			ratio := math.NaN()
+			if row.ideal > 0 {
+				ratio = float64(row.wait.P99) / float64(row.ideal)
+			}
+			var refAcq, refWait, refReqs float64
+			if ref != nil {
+				refAcq, refWait, refReqs = ref.acqPerSec, float64(ref.wait.P99), ref.reqsPerAcq
+			}
+			t.add(row.c.name, fmtNum(row.acqPerSec), vsRaw(row.acqPerSec, refAcq), fmtDur(row.wait.P50), fmtDur(row.wait.P99),
+				vsRaw(float64(row.wait.P99), refWait), waitMax, fmtDur(row.ideal), fmtRatio(ratio),
+				withMark(row.c, fmt.Sprintf("%d / %d", row.maxHolders, row.limit), row.maxHolders <= row.limit),
+				fmt.Sprintf("%.2f", row.reqsPerAcq), vsRaw(row.reqsPerAcq, refReqs), fmt.Sprintf("%.1f", row.cmdsPerAcq),
+				fmt.Sprintf("%d–%d", row.acqMin, row.acqMax), fmt.Sprintf("%.0f%%", row.minMean*100),
+				fmt.Sprint(row.cut), fmt.Sprint(row.fails), fmt.Sprint(row.violations))
+		}
+		t.write(b)
+	}
+}
+
+func (r *report) writeRW(b *strings.Builder) {
+	fmt.Fprintf(b, "## 7. Readers-writer lock\n\n"+
+		"%d reader and %d writer goroutines in one process, each with an RWLock of its own (redislock.NewRWLock at its defaults) on one name, "+
+		"loop Lock → hold (time.Sleep %v) → Unlock on its Reader() or Writer() for %v. **wait** as in scenario 3, cut waits included as lower bounds; "+
+		"**writer max wait** is the starvation check (a writer starved by a stream of readers would show a wait near the window); "+
+		"**overlaps**: a writer's hold with any other hold, counted inside the holds, which must be 0. "+
+		"No peer row: github.com/jefferyjob/go-redislock, the one Go peer found with a readers-writer lock on Redis, is not served by the module proxy here.\n\n",
+		r.set.rwReaders, r.set.rwWriters, r.set.rwHold, r.set.contendWindow)
+	t := table{head: []string{"lock", "reads/s", "writes/s", "reader wait p50", "reader wait p99", "reader wait max", "writer wait p50", "writer wait p99",
+		"writer max wait", "writes per writer", "requests/acq", "commands/acq", "cut (r/w)", "fails", "overlaps"}}
+	for _, row := range r.rw {
+		if row.err != nil {
+			t.add(row.name, "error")
+			continue
+		}
+		sec := row.window.Seconds()
+		rmax, wmax := fmtDur(row.readWait.Max), fmtDur(row.writeWait.Max)
+		if row.readCutMax >= row.readWait.Max && row.readCut > 0 {
+			rmax = "≥ " + rmax
+		}
+		if row.writeCutMax >= row.writeWait.Max && row.writeCut > 0 {
+			wmax = "≥ " + wmax
+		}
+		t.add(row.name, fmtNum(float64(row.readAcq)/sec), fmtNum(float64(row.writeAcq)/sec),
+			fmtDur(row.readWait.P50), fmtDur(row.readWait.P99), rmax,
+			fmtDur(row.writeWait.P50), fmtDur(row.writeWait.P99), wmax,
+			fmt.Sprintf("%d–%d", row.writeAcqMin, row.writeAcqMax),
+			fmt.Sprintf("%.2f", row.reqsPerAcq), fmt.Sprintf("%.1f", row.cmdsPerAcq),
+			fmt.Sprintf("%d / %d", row.readCut, row.writeCut), fmt.Sprint(row.fails), fmt.Sprint(row.violations))
+	}
+	t.write(b)
+}
+
+// writeNewTargets judges the fair lock, the semaphore and the RWLock.
+func (r *report) writeNewTargets(b *strings.Builder) {
+	t := table{head: []string{"target", "figure", "verdict"}, text: 1}
+	for _, rows := range r.contended {
+		for _, row := range rows {
+			if !row.c.fair || row.err != nil || row.acq == 0 {
+				continue
+			}
+			label := row.c.name + ", " + row.label
+			if row.ideal > 0 {
+				v := float64(row.wait.P99) / float64(row.ideal)
+				t.add(fmt.Sprintf("%s: wait p99 ≤ %.1f× FIFO ideal", label, tgtFairWaitVsIdeal),
+					fmt.Sprintf("%s / %s = %s", fmtDur(row.wait.P99), fmtDur(row.ideal), fmtRatio(v)), verdict(within(v, tgtFairWaitVsIdeal)))
+			}
+			t.add(fmt.Sprintf("%s: fewest acquisitions / mean ≥ %.1f", label, tgtFairMinMean),
+				fmt.Sprintf("%d / %.1f = %.2f", row.acqMin, float64(row.acq)/float64(row.goroutines*row.procs), row.minMean),
+				verdict(math.Round(row.minMean*100) >= math.Round(tgtFairMinMean*100)))
+			t.add(fmt.Sprintf("%s: ≤ %d requests/acquisition", label, tgtFairReqsPerAcq),
+				fmt.Sprintf("%.2f", row.reqsPerAcq), verdict(row.reqsPerAcq <= tgtFairReqsPerAcq))
+			if row.gap.N > 0 {
+				v := r.gapRTT(row.gap.P50)
+				fig := fmt.Sprintf("%s / RTT %s = %s", fmtDur(row.gap.P50), fmtDur(r.rttMean()), fmtRatio(v))
+				mark := "n/a"
+				if !math.IsNaN(v) {
+					mark = verdict(within(v, tgtFairGapRTT))
+				}
+				t.add(fmt.Sprintf("%s: release → next-holder gap p50 ≤ %.1f round trips", label, tgtFairGapRTT), fig, mark)
+			}
+		}
+	}
+	for _, rows := range r.sem {
+		for _, row := range rows {
+			if !isSubject(row.c) || row.err != nil || row.acq == 0 {
+				continue
+			}
+			t.add(fmt.Sprintf("%s, %s: max concurrent holders ≤ %d", row.c.name, row.label, row.limit),
+				fmt.Sprint(row.maxHolders), verdict(row.maxHolders <= row.limit && row.violations == 0))
+		}
+	}
+	for _, row := range r.rw {
+		if row.err != nil {
+			continue
+		}
+		t.add(row.name+": no overlapping write hold", fmt.Sprint(row.violations), verdict(row.violations == 0))
+		t.add(row.name+": no writer starved (every writer acquired, writer max wait < half the window)",
+			fmt.Sprintf("writes per writer %d–%d, writer max wait %s of %v", row.writeAcqMin, row.writeAcqMax, fmtDur(row.writeWait.Max), row.window),
+			verdict(row.writeAcqMin > 0 && row.writeWait.Max < row.window/2))
+	}
+	if len(t.rows) == 0 {
+		return
+	}
+	b.WriteString("## Targets (fair lock, semaphore, readers-writer lock)\n\n")
+	t.write(b)
+}
+
 func (r *report) writeProblems(b *strings.Builder) {
 	var lines []string
 	add := func(format string, args ...any) { lines = append(lines, fmt.Sprintf(format, args...)) }
@@ -630,6 +861,30 @@ func (r *report) writeProblems(b *strings.Builder) {
 			if row.violations > 0 {
 				add("%s, %s: %d overlapping holds", row.label, row.c.name, row.violations)
 			}
+		}
+	}
+	for _, rows := range r.sem {
+		for _, row := range rows {
+			switch {
+			case row.err != nil:
+				add("semaphore, %s, %s: %v", row.label, row.c.name, row.err)
+			case row.fails > 0 || row.unlockFail > 0:
+				add("semaphore, %s, %s: %d failed Lock calls, %d failed Unlock calls, first: %s", row.label, row.c.name, row.fails, row.unlockFail, row.firstErr)
+			}
+			if row.violations > 0 {
+				add("semaphore, %s, %s: %d acquisitions over the limit", row.label, row.c.name, row.violations)
+			}
+		}
+	}
+	for _, row := range r.rw {
+		switch {
+		case row.err != nil:
+			add("readers-writer, %s: %v", row.name, row.err)
+		case row.fails > 0 || row.unlockFails > 0:
+			add("readers-writer, %s: %d failed Lock calls, %d failed Unlock calls, first: %s", row.name, row.fails, row.unlockFails, row.firstErr)
+		}
+		if row.violations > 0 {
+			add("readers-writer, %s: %d overlapping holds", row.name, row.violations)
 		}
 	}
 	for _, row := range r.held {

@@ -34,6 +34,14 @@ type settings struct {
 	heldRenew     time.Duration // renewal interval
 
 	names int // names mode: unique names acquired and released once
+
+	semLimit      int // semaphore scenario: permits
+	semGoroutines int // per process
+	semProcs      int // multi-process run: processes × semGoroutines
+	semHold       time.Duration
+
+	rwReaders, rwWriters int // readers-writer scenario: goroutines of each kind
+	rwHold               time.Duration
 }
 
 func defaultSettings(quick bool) settings {
@@ -52,6 +60,13 @@ func defaultSettings(quick bool) settings {
 		heldLease:          5 * time.Second, // rueidislock's defaults
 		heldRenew:          2500 * time.Millisecond,
 		names:              100_000,
+		semLimit:           5,
+		semGoroutines:      16,
+		semProcs:           3,
+		semHold:            200 * time.Microsecond,
+		rwReaders:          8,
+		rwWriters:          2,
+		rwHold:             200 * time.Microsecond,
 	}
 	if quick {
 		s.uncontendedOps = 500
@@ -385,8 +400,12 @@ type contendSpec struct {
 	Goroutines int           `json:"goroutines"`
 	Hold       time.Duration `json:"hold"`
 	Window     time.Duration `json:"window"`
-	Shm        string        `json:"shm,omitempty"` // shared holder counter (multi-process)
+	Limit      int           `json:"limit,omitempty"` // holders allowed at once: 0 or 1 for a mutex
+	Shm        string        `json:"shm,omitempty"`   // shared state (multi-process)
 }
+
+// limit is how many holders the lock under test admits at once.
+func (s contendSpec) limit() int { return max(1, s.Limit) }
 
 // contendSample is what one process measured. Durations are in ns.
 type contendSample struct {
@@ -399,18 +418,23 @@ type contendSample struct {
 	Fails       int     `json:"fails"`     // Lock calls that failed inside the window
 	UnlockFails int     `json:"unlock_fails"`
 	FirstErr    string  `json:"first_err,omitempty"`
-	Violations  int     `json:"violations"` // acquisitions while another holder was counted
+	Violations  int     `json:"violations"`  // acquisitions while limit holders were counted already
+	MaxHolders  int     `json:"max_holders"` // most holders counted at once, this one included
 	Requests    int64   `json:"requests"`
 	Elapsed     int64   `json:"elapsed"`
 }
 
 // contend runs spec.Goroutines goroutines that take turns on spec.Key for
 // spec.Window. ready is called after the warm-up and returns the start of
-// the window. With gaps, each acquisition records the time since the
-// previous holder started its Unlock (one clock: this process).
-func contend(ctx context.Context, f Factory, spec contendSpec, gaps bool, inCS *int32, reqs *atomic.Int64, ready func() (time.Time, error)) (contendSample, error) {
+// the window. The holders are counted in st, shared with the other
+// processes of the run; for a mutex each acquisition also records the time
+// since the previous holder started its Unlock, on the wall clock, which
+// all processes of one machine share.
+func contend(ctx context.Context, f Factory, spec contendSpec, st *sharedState, reqs *atomic.Int64, ready func() (time.Time, error)) (contendSample, error) {
 	var s contendSample
 	g := spec.Goroutines
+	limit := int32(spec.limit())
+	gaps := limit == 1
 	ms := make([]Mutex, g)
 	warm := make([]Mutex, g)
 	for i := range ms {
@@ -436,19 +460,17 @@ func contend(ctx context.Context, f Factory, spec contendSpec, gaps bool, inCS *
 	defer cancel()
 
 	var (
-		mu       sync.Mutex
-		lastRel  time.Time
 		firstErr atomic.Value
 		wg       sync.WaitGroup
 	)
 	perG := maxSamples / g
 	type local struct {
 		acq, cut, fails, unlockFails, violations int
+		maxHolders                               int32
 		holdSum                                  time.Duration
-		waits, cutWaits                          []int64
+		waits, cutWaits, gaps                    []int64
 	}
 	locals := make([]local, g)
-	var gapSamples []int64
 	for i := range g {
 		wg.Add(1)
 		go func() {
@@ -469,29 +491,30 @@ func contend(ctx context.Context, f Factory, spec contendSpec, gaps bool, inCS *
 					sleepCtx(winCtx, time.Millisecond)
 					continue
 				}
-				if atomic.AddInt32(inCS, 1) != 1 {
+				n := st.holders.Add(1)
+				if n > limit {
 					l.violations++
 				}
+				l.maxHolders = max(l.maxHolders, n)
 				l.acq++
 				if len(l.waits) < perG {
 					l.waits = append(l.waits, int64(t1.Sub(t0)))
 				}
 				if gaps {
-					mu.Lock()
-					if !lastRel.IsZero() && len(gapSamples) < maxSamples {
-						gapSamples = append(gapSamples, int64(t1.Sub(lastRel)))
+					// Wall clock, for one clock across processes.
+					if rel := st.lastRel.Load(); rel != 0 && len(l.gaps) < perG {
+						if d := t1.UnixNano() - rel; d >= 0 {
+							l.gaps = append(l.gaps, d)
+						}
 					}
-					mu.Unlock()
 				}
 				time.Sleep(spec.Hold)
 				h := time.Now()
 				l.holdSum += h.Sub(t1)
-				atomic.AddInt32(inCS, -1)
 				if gaps {
-					mu.Lock()
-					lastRel = h
-					mu.Unlock()
+					st.lastRel.Store(h.UnixNano())
 				}
+				st.holders.Add(-1)
 				uctx, ucancel := unlockCtx()
 				if err := m.Unlock(uctx); err != nil {
 					l.unlockFails++
@@ -504,15 +527,16 @@ func contend(ctx context.Context, f Factory, spec contendSpec, gaps bool, inCS *
 	wg.Wait()
 	s.Elapsed = int64(spec.Window)
 	s.Requests = reqs.Load() - r0
-	s.Gaps = gapSamples
 	for _, l := range locals {
 		s.Acq = append(s.Acq, l.acq)
 		s.Waits = append(s.Waits, l.waits...)
+		s.Gaps = append(s.Gaps, l.gaps...)
 		s.Cut += l.cut
 		s.CutWaits = append(s.CutWaits, l.cutWaits...)
 		s.Fails += l.fails
 		s.UnlockFails += l.unlockFails
 		s.Violations += l.violations
+		s.MaxHolders = max(s.MaxHolders, int(l.maxHolders))
 		s.HoldSum += int64(l.holdSum)
 	}
 	if v, ok := firstErr.Load().(string); ok {
@@ -528,7 +552,8 @@ type contendRow struct {
 	goroutines int // per process
 	hold       time.Duration
 	window     time.Duration
-	gapsKnown  bool
+	limit      int  // holders admitted at once (1: a mutex)
+	gapsKnown  bool // release→next gaps measured (mutexes)
 
 	acq        int
 	acqPerSec  float64
@@ -545,6 +570,7 @@ type contendRow struct {
 	cut, fails int
 	unlockFail int
 	violations int
+	maxHolders int
 	firstErr   string
 	err        error
 }
@@ -581,14 +607,17 @@ func (r *contendRow) fill(s contendSample, calls int64) {
 		r.gap = summarize(nsToDur(s.Gaps))
 	}
 	r.cut, r.fails, r.unlockFail, r.violations, r.firstErr = s.Cut, s.Fails, s.UnlockFails, s.Violations, s.FirstErr
-	contenders := time.Duration(n - 1)
+	r.maxHolders = s.MaxHolders
+	limit := max(1, r.limit)
+	ahead := time.Duration(n - limit) // who a FIFO waiter waits behind, at most
 	switch {
-	case r.acq == 0:
-	case r.gapsKnown && r.gap.N > 0:
-		r.ideal = contenders * (r.holdMean + r.gap.P50)
-	case !r.gapsKnown:
-		// No gaps across processes: one turn is the mean time per acquisition.
-		r.ideal = contenders * time.Duration(s.Elapsed/int64(r.acq))
+	case r.acq == 0 || ahead <= 0:
+	case r.procs == 1 && limit == 1 && r.gap.N > 0:
+		r.ideal = ahead * (r.holdMean + r.gap.P50)
+	case r.procs > 1 || limit > 1:
+		// One turn of a slot is the mean time per acquisition × limit; a
+		// FIFO waiter waits for the n − limit ahead of it, limit at a time.
+		r.ideal = ahead * time.Duration(s.Elapsed/int64(r.acq))
 	}
 }
 
@@ -601,19 +630,23 @@ func nsToDur(ns []int64) []time.Duration {
 }
 
 // runContendInProc runs g goroutines of this process on one key.
-func runContendInProc(ctx context.Context, srv *server, c contender, g int, hold, window time.Duration) (row contendRow) {
-	row = contendRow{c: c, procs: 1, goroutines: g, hold: hold, window: window, gapsKnown: true,
+// With limit > 1 the lock is a semaphore of that many holders.
+func runContendInProc(ctx context.Context, srv *server, c contender, g, limit int, hold, window time.Duration) (row contendRow) {
+	row = contendRow{c: c, procs: 1, goroutines: g, hold: hold, window: window, limit: max(1, limit), gapsKnown: limit <= 1,
 		label: fmt.Sprintf("%d goroutines in one process, hold %v", g, hold)}
+	if limit > 1 {
+		row.label = fmt.Sprintf("limit %d, %d goroutines in one process, hold %v", limit, g, hold)
+	}
 	var reqs atomic.Int64
-	f, err := c.open(openOpts{addr: srv.addr, reqs: &reqs})
+	f, err := c.open(openOpts{addr: srv.addr, reqs: &reqs, limit: limit})
 	if err != nil {
 		row.err = err
 		return row
 	}
 	defer f.Close()
-	spec := contendSpec{Contender: c.name, Addr: srv.addr, Key: "bench:contended", Goroutines: g, Hold: hold, Window: window}
-	var inCS int32
-	s, err := contend(ctx, f, spec, true, &inCS, &reqs, func() (time.Time, error) {
+	spec := contendSpec{Contender: c.name, Addr: srv.addr, Key: "bench:contended", Goroutines: g, Hold: hold, Window: window, Limit: limit}
+	var st sharedState
+	s, err := contend(ctx, f, spec, &st, &reqs, func() (time.Time, error) {
 		if err := srv.reset(ctx); err != nil {
 			return time.Time{}, err
 		}

@@ -2,6 +2,6 @@
 
 package main
 
-// mapCounter has no shared memory here: each process checks only its own
-// goroutines for overlapping holds.
-func mapCounter(string) (*int32, func(), error) { return new(int32), func() {}, nil }
+// mapShared has no shared memory here: each process checks only its own
+// goroutines for overlapping holds, and measures no gaps across processes.
+func mapShared(string) (*sharedState, func(), error) { return new(sharedState), func() {}, nil }

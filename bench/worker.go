@@ -43,13 +43,13 @@ func workerMain(ctx context.Context, args []string) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	inCS, unmap, err := mapCounter(spec.Shm)
+	st, unmap, err := mapShared(spec.Shm)
 	if err != nil {
 		return err
 	}
 	defer unmap()
 	var reqs atomic.Int64
-	f, err := c.open(openOpts{addr: spec.Addr, reqs: &reqs})
+	f, err := c.open(openOpts{addr: spec.Addr, reqs: &reqs, limit: spec.Limit})
 	if err != nil {
 		return err
 	}
@@ -57,7 +57,7 @@ func workerMain(ctx context.Context, args []string) error {
 
 	in := bufio.NewReader(os.Stdin)
 	out := bufio.NewWriter(os.Stdout)
-	s, err := contend(ctx, f, spec, false, inCS, &reqs, func() (time.Time, error) {
+	s, err := contend(ctx, f, spec, st, &reqs, func() (time.Time, error) {
 		fmt.Fprintln(out, "ready")
 		if err := out.Flush(); err != nil {
 			return time.Time{}, err
@@ -88,11 +88,15 @@ func workerMain(ctx context.Context, args []string) error {
 }
 
 // runContendMultiProc runs procs worker processes of g goroutines each on
-// one key and merges what they measured.
-func runContendMultiProc(ctx context.Context, srv *server, c contender, procs, g int, hold, window time.Duration) (row contendRow) {
-	row = contendRow{c: c, procs: procs, goroutines: g, hold: hold, window: window,
+// one key and merges what they measured. With limit > 1 the lock is a
+// semaphore of that many holders.
+func runContendMultiProc(ctx context.Context, srv *server, c contender, procs, g, limit int, hold, window time.Duration) (row contendRow) {
+	row = contendRow{c: c, procs: procs, goroutines: g, hold: hold, window: window, limit: max(1, limit), gapsKnown: limit <= 1,
 		label: fmt.Sprintf("%d processes × %d goroutines, hold %v", procs, g, hold)}
-	s, err := multiProc(ctx, srv, c, procs, g, hold, window)
+	if limit > 1 {
+		row.label = fmt.Sprintf("limit %d, %d processes × %d goroutines, hold %v", limit, procs, g, hold)
+	}
+	s, err := multiProc(ctx, srv, c, procs, g, limit, hold, window)
 	if err != nil {
 		row.err = err
 		return row
@@ -101,7 +105,7 @@ func runContendMultiProc(ctx context.Context, srv *server, c contender, procs, g
 	return row
 }
 
-func multiProc(ctx context.Context, srv *server, c contender, procs, g int, hold, window time.Duration) (contendSample, error) {
+func multiProc(ctx context.Context, srv *server, c contender, procs, g, limit int, hold, window time.Duration) (contendSample, error) {
 	var merged contendSample
 	exe, err := os.Executable()
 	if err != nil {
@@ -113,10 +117,10 @@ func multiProc(ctx context.Context, srv *server, c contender, procs, g int, hold
 	}
 	defer os.RemoveAll(dir)
 	shm := filepath.Join(dir, "holders")
-	if err := os.WriteFile(shm, make([]byte, 8), 0o600); err != nil {
+	if err := os.WriteFile(shm, make([]byte, shmSize), 0o600); err != nil {
 		return merged, err
 	}
-	spec := contendSpec{Contender: c.name, Addr: srv.addr, Key: "bench:contended", Goroutines: g, Hold: hold, Window: window, Shm: shm}
+	spec := contendSpec{Contender: c.name, Addr: srv.addr, Key: "bench:contended", Goroutines: g, Hold: hold, Window: window, Limit: limit, Shm: shm}
 	arg, err := json.Marshal(spec)
 	if err != nil {
 		return merged, err
@@ -228,6 +232,8 @@ func multiProc(ctx context.Context, srv *server, c contender, procs, g int, hold
 		}
 		merged.Acq = append(merged.Acq, s.Acq...)
 		merged.Waits = append(merged.Waits, s.Waits...)
+		merged.Gaps = append(merged.Gaps, s.Gaps...)
+		merged.MaxHolders = max(merged.MaxHolders, s.MaxHolders)
 		merged.HoldSum += s.HoldSum
 		merged.Cut += s.Cut
 		merged.CutWaits = append(merged.CutWaits, s.CutWaits...)
