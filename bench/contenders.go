@@ -215,22 +215,55 @@ func newGoRedis(o openOpts) *redis.Client {
 // --- this library ---
 
 type redislockFactory struct {
-	c    *redis.Client
-	opts []redislock.Option
+	c     *redis.Client
+	opts  []redislock.Option
+	renew time.Duration // heartbeat interval when the scenario set one
 }
 
 func openRedislock(opts ...redislock.Option) func(openOpts) (Factory, error) {
 	return func(o openOpts) (Factory, error) {
 		all := append([]redislock.Option(nil), opts...)
+		var renew time.Duration
 		if o.lease > 0 {
 			all = append(all, redislock.WithTTL(o.lease))
 			if o.renew > 0 && o.renew != o.lease/3 {
-				all = append(all, redislock.WithHeartbeat(o.renew))
+				renew = longestHeartbeat(all, o.renew)
+				all = append(all, redislock.WithHeartbeat(renew))
 			}
 		}
-		return &redislockFactory{c: newGoRedis(o), opts: all}, nil
+		return &redislockFactory{c: newGoRedis(o), opts: all, renew: renew}, nil
 	}
 }
+
+// longestHeartbeat returns want, or the longest whole-millisecond interval
+// below it that New accepts with opts: the library refuses a heartbeat
+// longer than half the lease less its safety margin. New makes no Redis
+// call, so this probes it.
+func longestHeartbeat(opts []redislock.Option, want time.Duration) time.Duration {
+	probe := redis.NewClient(&redis.Options{Addr: "127.0.0.1:0"}) // never dialled
+	defer probe.Close()
+	ok := func(d time.Duration) bool {
+		_, err := redislock.New(probe, "probe", append(opts[:len(opts):len(opts)], redislock.WithHeartbeat(d))...)
+		return err == nil
+	}
+	if ok(want) {
+		return want
+	}
+	lo, hi := int64(1), want.Milliseconds() // ok(lo ms) assumed; hi fails
+	for lo+1 < hi {
+		mid := (lo + hi) / 2
+		if ok(time.Duration(mid) * time.Millisecond) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return time.Duration(lo) * time.Millisecond
+}
+
+// renewInterval is the heartbeat the held-locks scenario got, or 0 for the
+// one it asked for.
+func (f *redislockFactory) renewInterval() time.Duration { return f.renew }
 
 func (f *redislockFactory) NewMutex(name string) (Mutex, error) {
 	l, err := redislock.New(f.c, name, f.opts...)

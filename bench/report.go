@@ -395,7 +395,8 @@ func (r *report) rttList() string {
 func (r *report) writeHeld(b *strings.Builder) {
 	fmt.Fprintf(b, "## 4. Held locks under renewal for %v\n\n"+
 		"Each contender that renews by itself takes locks on distinct names on one client, with a lease of %v renewed every %v "+
-		"(rueidislock's default timings; redislock is set to them with WithTTL and WithHeartbeat), then holds them. "+
+		"(rueidislock's default timings; redislock is set to them with WithTTL and WithHeartbeat, its heartbeat shortened to the longest it accepts, "+
+		"half the lease less its safety margin, where that is below the interval: see **interval**), then holds them. "+
 		"This library holds %d locks; the others %d, because they spend a goroutine and a request per lock per round and more would "+
 		"swamp a shared 2-core machine; their per-lock figures are comparable. "+
 		"**goroutines** and **heap** (HeapInuse after GC) are deltas against the moment before acquiring, snapshots taken at the end of the hold "+
@@ -409,7 +410,7 @@ func (r *report) writeHeld(b *strings.Builder) {
 		"Targets: goroutines ≤ %d whatever the number of locks (O(1)), ≤ 1 request per %d locks per round, every lock alive, heap ≤ %s per lock.\n\n",
 		r.set.heldDur, r.set.heldLease, r.set.heldRenew, r.set.heldLocks, r.set.heldPeerLocks,
 		tgtGoroutines, tgtLocksPerReq, fmtBytes(tgtHeapPerLock))
-	t := table{head: []string{"contender", "locks", "acquire all", "goroutines", "heap", "heap/lock", "rounds", "requests/round",
+	t := table{head: []string{"contender", "locks", "acquire all", "goroutines", "heap", "heap/lock", "interval", "rounds", "requests/round",
 		"locks/request", "commands/round", "locks alive", "keys alive", "held (client)", "DBSIZE", "left"}}
 	for _, row := range r.held {
 		switch {
@@ -442,6 +443,7 @@ func (r *report) writeHeld(b *strings.Builder) {
 			withMark(row.c, fmt.Sprint(row.goroutines), row.goroutines <= tgtGoroutines),
 			fmtBytes(float64(row.heap)),
 			withMark(row.c, fmtBytes(heapPerLock), heapPerLock <= tgtHeapPerLock),
+			fmtDur(row.interval),
 			fmt.Sprintf("%.1f", row.rounds),
 			fmtNum(perRound),
 			withMark(row.c, lpr, locksPerReq >= tgtLocksPerReq),

@@ -704,6 +704,10 @@ func runHeld(ctx context.Context, srv *server, c contender, n int, dur, lease, i
 		return row
 	}
 	defer f.Close()
+	if r, ok := f.(interface{ renewInterval() time.Duration }); ok && r.renewInterval() > 0 {
+		interval = r.renewInterval()
+		row.interval = interval
+	}
 	warm := make([]Mutex, heldWorkers)
 	for i := range warm {
 		if warm[i], err = f.NewMutex(fmt.Sprintf("bench:held:warm:%d", i)); err != nil {
