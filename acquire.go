@@ -42,7 +42,7 @@ func (l *Lock) acquire(ctx context.Context) (*hold, error) {
 		return h, l.borrow(ctx, h)
 	}
 	if l.opts.waitSet && l.opts.waitTimeout == 0 {
-		h, _, err := l.attempt(ctx)
+		h, _, err := l.attempt(ctx, false)
 		if h == nil && err == nil {
 			err = errors.Join(ErrNotAcquired, context.DeadlineExceeded)
 		}
@@ -55,7 +55,7 @@ func (l *Lock) acquire(ctx context.Context) (*hold, error) {
 	}
 	if l.prim.fair {
 		// Try at once: the queue in Redis keeps the order.
-		h, _, err := l.attempt(ctx)
+		h, _, err := l.attempt(ctx, true)
 		if h != nil || (err != nil && !retryable(err)) {
 			return h, err
 		}
@@ -64,7 +64,7 @@ func (l *Lock) acquire(ctx context.Context) (*hold, error) {
 	// Try at once, unless others in this process already wait for the lock:
 	// then queue behind them.
 	if l.holding() || !queued(l.client, l.channel) {
-		h, _, err := l.attempt(ctx)
+		h, _, err := l.attempt(ctx, true)
 		if h != nil || (err != nil && !retryable(err)) {
 			return h, err
 		}
@@ -95,7 +95,7 @@ func (l *Lock) TryAcquire(ctx context.Context) (bool, error) {
 			h = lh
 		}
 	} else {
-		h, _, err = l.attempt(ctx)
+		h, _, err = l.attempt(ctx, false)
 	}
 	if l.opts.observer != nil {
 		l.observeAcquire(ctx, start, h, err)
@@ -140,10 +140,11 @@ func (l *Lock) lockOp(ctx context.Context) error {
 func (l *Lock) unlockOp() { <-l.op }
 
 // attempt sends one acquire request for the own hold: a re-entry when
-// there is one, a fresh acquire otherwise. It returns the hold when this
+// there is one, a fresh acquire otherwise; waiting says whether a refused
+// caller will wait (a fair lock queues it). It returns the hold when this
 // Lock holds the lock afterwards and, if not, the other holder's remaining
 // lease.
-func (l *Lock) attempt(ctx context.Context) (*hold, time.Duration, error) {
+func (l *Lock) attempt(ctx context.Context, waiting bool) (*hold, time.Duration, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, 0, errors.Join(ErrNotAcquired, ctxErr(ctx))
 	}
@@ -169,7 +170,7 @@ func (l *Lock) attempt(ctx context.Context) (*hold, time.Duration, error) {
 	}
 
 	start := time.Now()
-	g, err := l.runAcquire(ctx, "0")
+	g, err := l.runAcquire(ctx, "0", waiting)
 	if err != nil {
 		if !l.opts.ownerSet && !isServerError(err) {
 			// The request may have taken the lock before it failed. The owner
@@ -216,7 +217,7 @@ func (l *Lock) attempt(ctx context.Context) (*hold, time.Duration, error) {
 // reenter takes another level of the own hold h; op must be held.
 func (l *Lock) reenter(ctx context.Context, h *hold) (*hold, time.Duration, error) {
 	start := time.Now()
-	g, err := l.runAcquire(ctx, h.tokenArg)
+	g, err := l.runAcquire(ctx, h.tokenArg, false)
 	if err != nil {
 		if ctx.Err() != nil {
 			err = errors.Join(ErrNotAcquired, err)

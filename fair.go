@@ -58,7 +58,8 @@ end
 // primitive and mutex.go for the conventions and the lock hash):
 //
 //	KEYS[3] the queue's order, KEYS[4] the waiters' leases
-//	ARGV[4] the waiter lease in ms
+//	ARGV[4] the waiter lease in ms, or 0 for a caller that will not wait
+//	(it is refused without being queued)
 //
 // A fresh acquire takes a free lock only when the queue is empty or the
 // caller is at its head; otherwise it queues the caller (or renews its
@@ -85,7 +86,11 @@ if ARGV[2] ~= '0' then
   return tonumber(ARGV[2])
 end
 local lease = tonumber(ARGV[4])
+local third = math.max(math.floor(lease / 3), 1)
 local function queue(wait)
+  if lease == 0 then
+    return -math.max(wait, 1)
+  end
   redis.call('zadd', KEYS[3], 'NX', tonumber(t[1]) * 1000000 + tonumber(t[2]), ARGV[1])
   redis.call('zadd', KEYS[4], now + lease, ARGV[1])
   redis.call('pexpire', KEYS[3], 2 * lease)
@@ -100,7 +105,7 @@ if redis.call('exists', KEYS[1]) == 1 then
     return redis.error_reply('WRONGTYPE lock key ' .. KEYS[1] .. ' is not a lock hash')
   end
   if owner ~= ARGV[1] then
-    local wait = math.floor(lease / 3)
+    local wait = third
     if head == nil or head == ARGV[1] then
       local ttl = redis.call('pttl', KEYS[1])
       if ttl >= 0 then
@@ -114,7 +119,7 @@ if redis.call('exists', KEYS[1]) == 1 then
   stale = true
 end
 if not stale and head ~= nil and head ~= ARGV[1] then
-  return queue(math.floor(lease / 3))
+  return queue(third)
 end
 local token = redis.pcall('incr', KEYS[2])
 if type(token) == 'table' then

@@ -59,8 +59,12 @@ func New(client redis.UniversalClient, name string, opts ...Option) (*Lock, erro
 	return newLock(client, name, mutex, opts, nil)
 }
 
-// fairExtra is the fair mutex's own acquire argument: the waiter lease.
-var fairExtra = []any{DefaultWaiterTTL.Milliseconds()}
+// fairExtra is the fair mutex's own acquire argument: the waiter lease;
+// noQueue takes its place for a caller that will not wait.
+var (
+	fairExtra     = []any{DefaultWaiterTTL.Milliseconds()}
+	noQueue   any = int64(0)
+)
 
 // newLock returns a Lock of primitive p. extra are p's own acquire
 // arguments (at most maxExtra).

@@ -48,7 +48,7 @@ func (l *Lock) wait(ctx context.Context) (*hold, error) {
 				return nil, errors.Join(ErrNotAcquired, err)
 			}
 		}
-		h, pttl, err := l.attempt(ctx)
+		h, pttl, err := l.attempt(ctx, true)
 		if h != nil {
 			if !l.prim.shared {
 				// Leaving with a lock others may share lets the next waiter
@@ -96,7 +96,7 @@ func (l *Lock) waitFair(ctx context.Context) (*hold, error) {
 		return nil, errors.Join(ErrNotAcquired, err)
 	}
 	for {
-		h, pttl, err := l.attempt(ctx)
+		h, pttl, err := l.attempt(ctx, true)
 		if h != nil {
 			acquired = true
 			return h, nil
