@@ -53,7 +53,7 @@ func NewObserver(opts ...Option) (*Observer, error) {
 	o.holds, errs[2] = m.Int64UpDownCounter("redislock.holds", metric.WithUnit("{hold}"),
 		metric.WithDescription("Holds live now: acquired, neither released nor lost."))
 	o.losses, errs[3] = m.Int64Counter("redislock.losses", metric.WithUnit("{loss}"),
-		metric.WithDescription("Holds that ended without being released."))
+		metric.WithDescription("Holds lost: their key expired or went to another owner before their last release."))
 	o.renewals, errs[4] = m.Int64Counter("redislock.renewals", metric.WithUnit("{renewal}"),
 		metric.WithDescription("Holds renewed by the heartbeat."))
 	o.failed, errs[5] = m.Int64Counter("redislock.renewal.failures", metric.WithUnit("{renewal}"),
