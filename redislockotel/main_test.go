@@ -24,17 +24,22 @@ type redisServer struct {
 	addr string
 }
 
-// startRedis starts a redis-server for t without persistence and kills it
-// in t's Cleanup. It skips t when redis-server is missing, unless
+// startRedis starts a redis-server (valkey-server when
+// REDISLOCK_SERVER=valkey) for t without persistence and kills it in t's
+// Cleanup. It skips t when the program is missing, unless
 // REDISLOCK_REQUIRE_REDIS=1, which makes that a failure.
 func startRedis(t *testing.T) *redisServer {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
+	prog := "redis-server"
+	if os.Getenv("REDISLOCK_SERVER") == "valkey" {
+		prog = "valkey-server"
+	}
+	bin, err := exec.LookPath(prog)
 	if err != nil {
 		if os.Getenv("REDISLOCK_REQUIRE_REDIS") == "1" {
-			t.Fatalf("redis-server not found and REDISLOCK_REQUIRE_REDIS=1: %v", err)
+			t.Fatalf("%s not found and REDISLOCK_REQUIRE_REDIS=1: %v", prog, err)
 		}
-		t.Skip("redis-server not found in PATH: install Redis to run this test (REDISLOCK_REQUIRE_REDIS=1 makes this a failure)")
+		t.Skipf("%s not found in PATH: install it to run this test (REDISLOCK_REQUIRE_REDIS=1 makes this a failure)", prog)
 	}
 	var lastErr error
 	for range 3 { // a port found free may be taken before the server binds it
@@ -61,7 +66,7 @@ func startRedis(t *testing.T) *redisServer {
 		_ = cmd.Process.Kill()
 		<-exited
 	}
-	t.Fatalf("redis-server did not start: %v", lastErr)
+	t.Fatalf("%s did not start: %v", prog, lastErr)
 	return nil
 }
 

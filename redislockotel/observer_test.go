@@ -155,6 +155,23 @@ func TestLossesCountOnceByCause(t *testing.T) {
 		check(t, f, l, redislockotel.CauseReleasedLost, 1)
 	})
 
+	t.Run("taken at a release of a re-entered level", func(t *testing.T) {
+		f := newFixture(t)
+		l := f.lock(c, "", redislock.WithTTL(20*time.Second))
+		for range 2 {
+			if err := l.Acquire(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := c.Del(ctx, l.Key()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Release(ctx); !errors.Is(err, redislock.ErrLockLost) {
+			t.Fatalf("Release of the first level = %v, want ErrLockLost", err)
+		}
+		check(t, f, l, redislockotel.CauseTaken, 0)
+	})
+
 	t.Run("expired", func(t *testing.T) { // no renewal gets through
 		f := newFixture(t)
 		// Short timeouts, so that renewals sent to the stopped server fail
