@@ -16,15 +16,17 @@ import (
 // WithLock runs fn under l as [redislock.Lock.WithLock] does, and records
 // the critical section as a span "redislock.hold", a child of the span in
 // ctx; fn's context carries that span, so fn's spans are its children. The
-// span starts when fn is entered and ends after the release; it carries
-// redislock.outcome ("acquired"), redislock.lost, and when lost
-// redislock.loss.cause (see [LossCause]). When the acquire fails, fn does not
-// run and the span covers the call, with the acquire's outcome
+// span starts when fn is entered and ends after the release. It carries
+// redislock.outcome ("acquired") and redislock.lost; when lost, also
+// redislock.loss.cause (see [LossCause]) and an event "redislock.lost" at
+// the moment the loss cancelled fn's context. When the acquire fails, fn
+// does not run and the span covers the call, with the acquire's outcome
 // ("timed_out", "cancelled", "error"). The span's status is an error
 // whenever WithLock returns one.
 //
 // WithLock blocks as l.WithLock does, honours ctx the same way and returns
-// what it returns. The options other than WithTracerProvider are ignored.
+// what it returns; ErrInvalidArgument for a nil l or fn. Of the options,
+// only WithTracerProvider applies.
 func WithLock(ctx context.Context, l *redislock.Lock, fn func(ctx context.Context) error, opts ...Option) error {
 	if l == nil || fn == nil {
 		return fmt.Errorf("%w: redislockotel: nil lock or function", redislock.ErrInvalidArgument)
@@ -37,10 +39,22 @@ func WithLock(ctx context.Context, l *redislock.Lock, fn func(ctx context.Contex
 	start := time.Now()
 	var span trace.Span
 	var lostInFn error
-	err := l.WithLock(ctx, func(fctx context.Context) error {
-		fctx, span = tracer.Start(fctx, "redislock.hold", trace.WithAttributes(attrs...))
-		err := fn(fctx)
-		if cause := context.Cause(fctx); errors.Is(cause, redislock.ErrLockLost) {
+	err := l.WithLock(ctx, func(hctx context.Context) error {
+		sctx, s := tracer.Start(hctx, "redislock.hold", trace.WithAttributes(attrs...))
+		span = s
+		// Mark the moment of a loss, which fn may notice only later.
+		marked := make(chan struct{})
+		stop := context.AfterFunc(hctx, func() {
+			defer close(marked)
+			if cause := context.Cause(hctx); errors.Is(cause, redislock.ErrLockLost) {
+				s.AddEvent("redislock.lost", trace.WithAttributes(attribute.String("redislock.loss.cause", LossCause(cause))))
+			}
+		})
+		err := fn(sctx)
+		if !stop() {
+			<-marked
+		}
+		if cause := context.Cause(hctx); errors.Is(cause, redislock.ErrLockLost) {
 			lostInFn = cause
 		}
 		return err

@@ -62,8 +62,8 @@ func TestWithLockSpan(t *testing.T) {
 		if got := attr(s, "redislock.lost"); got != false {
 			t.Errorf("lost = %v, want false", got)
 		}
-		if s.Status().Code != codes.Unset {
-			t.Errorf("status = %v, want unset", s.Status())
+		if s.Status().Code != codes.Unset || len(s.Events()) != 0 {
+			t.Errorf("status %v, events %v; want unset, none", s.Status(), s.Events())
 		}
 	})
 
@@ -105,6 +105,9 @@ func TestWithLockSpan(t *testing.T) {
 		}
 		if s.Status().Code != codes.Error {
 			t.Errorf("status = %v, want error", s.Status())
+		}
+		if ev := s.Events(); len(ev) == 0 || ev[0].Name != "redislock.lost" {
+			t.Errorf("events %v, want redislock.lost first", ev)
 		}
 	})
 
