@@ -69,7 +69,10 @@ func (o Outcome) String() string {
 }
 
 // An Event is one thing a Lock did. Fields that do not apply to its Kind
-// are zero.
+// are zero. A hold's end is reported once: by an EventRelease with Last,
+// or by an EventLoss — except for a last release that finds the hold
+// already gone from the server, which reports both (the release, then the
+// loss it found).
 type Event struct {
 	Kind      EventKind
 	Primitive string // "mutex", "fair mutex", "semaphore", "rwlock-reader" or "rwlock-writer"
