@@ -172,7 +172,7 @@ func (l *Lock) attempt(ctx context.Context, waiting bool) (*hold, time.Duration,
 	start := time.Now()
 	g, err := l.runAcquire(ctx, "0", waiting)
 	if err != nil {
-		if !l.opts.ownerSet && !isServerError(err) {
+		if l.opts.ownerUnique && !isServerError(err) {
 			// The request may have taken the lock before it failed. The owner
 			// is unique to this Lock, which holds nothing: giving up whatever
 			// hold of this owner the key has is safe.

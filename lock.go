@@ -37,6 +37,7 @@ type Lock struct {
 
 	// guard, when set, refuses a fresh acquire that could never succeed.
 	guard func() error
+	limit int // a semaphore's; 0 for the others
 
 	// op serialises this Lock's requests to Redis, so that the local count
 	// and the stored one change in the same order. It is held across round
@@ -93,17 +94,15 @@ func newLock(client redis.UniversalClient, name string, p *primitive, opts []Opt
 		}
 	}
 	if !o.ownerSet {
-		o.owner = uuid.NewString()
+		o.owner, o.ownerUnique = uuid.NewString(), true
 	}
 	l.key, l.owner, l.ttlMs = o.prefix+name, o.owner, o.ttl.Milliseconds()
 	l.op = make(chan struct{}, 1)
 	names := derivedNames(l.key)
 	l.channel, l.fence, l.latch = names.channel, names.fence, names.latch
-	if p.shared {
-		// Several owners release in turn: a latch per owner, so that one's
-		// retried release does not find another's token.
-		l.latch += ":" + l.owner
-	}
+	// A latch per owner: a release retried after its reply was lost must
+	// find its own token, not that of a holder who came and went meanwhile.
+	l.latch += ":" + l.owner
 	// The commands live in the Lock and point to its fields, so that they
 	// cost no allocation of their own: New is paid by every lock name in
 	// the one-Lock-per-entity pattern. go-redis reads *string and *int64
@@ -206,8 +205,10 @@ func (l *Lock) Count() int {
 // seen: that, not the lease, makes a stalled former holder harmless. Tokens
 // come with the acquire round trip. They can go backwards only if Redis
 // loses the counter's last increment (a failover to a replica that had not
-// received it, see [WithMinReplicas]), or if the counter was lost and the
-// server's clock, from which a new counter starts, was set back.
+// received it, see [WithMinReplicas]), if the counter was lost and the
+// server's clock, from which a new counter starts, was set back, or on a
+// redis.Ring whose shards change: each shard counts for itself, so a name
+// that moves to another shard may meet a lower count there.
 func (l *Lock) Token() int64 {
 	h := l.current()
 	if h == nil {

@@ -38,17 +38,23 @@ func NewRWLock(client redis.UniversalClient, name string, opts ...Option) (*RWLo
 		return nil, err
 	}
 	owner := o.owner
+	own := []Option{nil, nil}
 	if !o.ownerSet {
 		owner = uuid.NewString()
+		own[1] = func(o *options) { o.ownerUnique = true } // generated here, as New would
+	} else {
+		own[1] = func(*options) {}
 	}
 	// A waiting writer marks the lock for a little longer than its longest
 	// sleep between attempts, so that readers wait behind it while it lives.
 	mark := int64(2*o.retryMax.Milliseconds() + 100)
-	reader, err := newLock(client, name, rwReader, append(opts[:len(opts):len(opts)], WithOwner(owner+":r")), []any{"r", mark})
+	own[0] = WithOwner(owner + ":r")
+	reader, err := newLock(client, name, rwReader, append(opts[:len(opts):len(opts)], own...), []any{"r", mark})
 	if err != nil {
 		return nil, err
 	}
-	writer, err := newLock(client, name, rwWriter, append(opts[:len(opts):len(opts)], WithOwner(owner+":w")), []any{"w", mark})
+	own[0] = WithOwner(owner + ":w")
+	writer, err := newLock(client, name, rwWriter, append(opts[:len(opts):len(opts)], own...), []any{"w", mark})
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +92,7 @@ var (
 // is live (its own writer may hold: a downgrade). A writer gets in when no
 // hold at all is live; otherwise it sets the mark, which keeps new readers
 // out until it expires or a writer gets in.
-var rwAcquireScript = redis.NewScript(`
+var rwAcquireScript = redis.NewScript(dropOwnSource + `
 local key = KEYS[1]
 local W, M = 1125899906842624, 2251799813685248
 local t = redis.call('time')
@@ -117,6 +123,7 @@ if ARGV[2] ~= '0' then
   end
   return tonumber(ARGV[2])
 end
+dropown(key, ARGV[1])
 local base = string.sub(ARGV[1], 1, -3)
 local writer = redis.call('zrangebyscore', key, '(' .. string.format('%d', W), '(' .. string.format('%d', M), 'WITHSCORES', 'LIMIT', 0, 1)
 if ARGV[4] == 'r' then

@@ -27,7 +27,12 @@ func NewSemaphore(client redis.UniversalClient, name string, limit int, opts ...
 	if limit < 1 {
 		return nil, fmt.Errorf("%w: semaphore limit %d is below 1", ErrInvalidArgument, limit)
 	}
-	return newLock(client, name, semaphore, opts, []any{int64(limit)})
+	l, err := newLock(client, name, semaphore, opts, []any{int64(limit)})
+	if err != nil {
+		return nil, err
+	}
+	l.limit = limit // only Locks of one limit lend each other their permits
+	return l, nil
 }
 
 // SemaphoreHolders reports how many permits of the semaphore name are held
@@ -63,10 +68,11 @@ var semaphore = newPrimitive("semaphore", true, semaphoreAcquireScript,
 //	ARGV[4] the limit
 //
 // The limit is kept in the set as the member "\0limit" with the limit,
-// negated, as its score, and goes with the key. When no permit is free it
+// negated, as its score, while any permit is live. A fresh acquire first
+// drops the members of its own owner (see dropOwnSource). When no permit is free it
 // returns the time until the earliest permit's lease ends, negated. A limit
 // other than the stored one fails with an error starting "LIMITMISMATCH".
-var semaphoreAcquireScript = redis.NewScript(`
+var semaphoreAcquireScript = redis.NewScript(dropOwnSource + `
 local key = KEYS[1]
 local t = redis.call('time')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -77,8 +83,16 @@ if type(purged) == 'table' then
   end
   return purged
 end
+if ARGV[2] == '0' then
+  dropown(key, ARGV[1])
+end
 local limit = tonumber(ARGV[4])
 local stored = redis.call('zscore', key, '\0limit')
+if stored and redis.call('zcount', key, '(0', '+inf') == 0 then
+  -- No holder is left to have set it: a new one may.
+  redis.call('zrem', key, '\0limit')
+  stored = false
+end
 if stored and -tonumber(stored) ~= limit then
   return redis.error_reply('LIMITMISMATCH semaphore ' .. key .. ' has limit ' .. string.format('%d', -tonumber(stored)) .. ', not ' .. ARGV[4])
 end
