@@ -59,7 +59,8 @@ Exit codes of run:
   128+N              the child was killed by signal N (or redislock was, while waiting)
   64                 bad arguments
   65                 the lock's key holds something else (another type, another limit)
-  69                 Redis could not be reached, or refused a request
+  69                 Redis could not be reached or refused a request, or fewer
+                     replicas than --min-replicas acknowledged the acquire
   70                 internal error
   75                 the lock was not acquired within --wait (--conflict-exit-code)
   76                 the lock was lost while the child ran (--lost-exit-code)

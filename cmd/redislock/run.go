@@ -109,6 +109,8 @@ func runCommand(args []string, stdout, stderr io.Writer) (int, error) {
 		return exitUsage, usagef("run: missing lock NAME")
 	case rest[0] == "":
 		return exitUsage, usagef("run: empty lock NAME")
+	case len(rest) > 1 && rest[1] != "--" && strings.HasPrefix(rest[1], "-"):
+		return exitUsage, usagef("run: flag %s after NAME %q: flags go before NAME", rest[1], rest[0])
 	case len(rest) == 1 || rest[1] != "--":
 		return exitUsage, usagef("run: expected -- after NAME %q, then COMMAND", rest[0])
 	case len(rest) == 2:

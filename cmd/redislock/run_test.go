@@ -257,6 +257,7 @@ func TestBadArguments(t *testing.T) {
 		{"run"},
 		{"run", "x"},
 		{"run", "x", "true"},
+		{"run", "x", "--wait", "0", "--", "true"},
 		{"run", "x", "--"},
 		{"run", "", "--", "true"},
 		{"run", "--wait", "soon", "x", "--", "true"},
