@@ -164,7 +164,13 @@ func startServer(t *testing.T) *server {
 // no --url added). t.Cleanup kills it if it is still running.
 func startRun(t *testing.T, s *server, child []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	return startProg(t, s, child, bin, args...)
+}
+
+// startProg is startRun for another program: one that runs redislock.
+func startProg(t *testing.T, s *server, child []string, prog string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(prog, args...), done: make(chan struct{})}
 	env := []string{"PATH=" + os.Getenv("PATH")}
 	if s != nil {
 		env = append(env, "REDIS_URL="+s.url)

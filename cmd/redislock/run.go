@@ -183,8 +183,18 @@ type runner struct {
 
 func (r *runner) run(conflictCode int, verbose bool) (int, error) {
 	r.sigs = make(chan os.Signal, 8)
-	signal.Notify(r.sigs, forwarded...)
-	defer signal.Stop(r.sigs)
+	// A signal ignored at start (nohup, a shell's background job) stays
+	// ignored, for the child too, which inherits the disposition.
+	var catch []os.Signal
+	for _, s := range forwarded {
+		if !signal.Ignored(s) {
+			catch = append(catch, s)
+		}
+	}
+	if len(catch) > 0 { // Notify without signals would relay them all
+		signal.Notify(r.sigs, catch...)
+		defer signal.Stop(r.sigs)
+	}
 
 	// Until the child starts, a signal ends the wait for the lock.
 	ctx, cancel := context.WithCancelCause(context.Background())

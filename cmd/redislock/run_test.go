@@ -311,3 +311,18 @@ func TestUnreachable(t *testing.T) {
 		assert.Equal(t, 1, strings.Count(stderr, "\n"), "%q: one line: %q", args, stderr)
 	}
 }
+
+// TestIgnoredSignalStaysIgnored: under nohup (SIGHUP ignored at start),
+// redislock must neither die of SIGHUP nor pass it on to its child.
+func TestIgnoredSignalStaysIgnored(t *testing.T) {
+	s := startServer(t)
+	file := filepath.Join(t.TempDir(), "child")
+	shell := `trap "" HUP; exec "$0" "$@"`
+	p := startProg(t, s, childEnv("hold", file), "/bin/sh", append([]string{"-c", shell, bin, "run", lockName(t)}, self()...)...)
+	waitLine(t, file, "start", 20*time.Second)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	waitLine(t, file, "sig terminated", 10*time.Second)
+	assert.Equal(t, 128+int(syscall.SIGTERM), p.wait(t, 20*time.Second), p.stderr.String())
+	assert.NotContains(t, strings.Join(lines(t, file), "\n"), "sig hangup", "an ignored SIGHUP is not forwarded")
+}
