@@ -326,3 +326,33 @@ func TestIgnoredSignalStaysIgnored(t *testing.T) {
 	assert.Equal(t, 128+int(syscall.SIGTERM), p.wait(t, 20*time.Second), p.stderr.String())
 	assert.NotContains(t, strings.Join(lines(t, file), "\n"), "sig hangup", "an ignored SIGHUP is not forwarded")
 }
+
+// TestTransientOutageSurvived: a server that stops answering for less than
+// the lease costs the child nothing.
+func TestTransientOutageSurvived(t *testing.T) {
+	s := startServer(t)
+	file := filepath.Join(t.TempDir(), "child")
+	const ttl = 3 * time.Second // heartbeat every second, validity 2.97 s
+	p := startRun(t, s, childEnv("hold", file), append([]string{"run", "--ttl", ttl.String(), lockName(t)}, self()...)...)
+	waitLine(t, file, "start", 20*time.Second)
+
+	s.Pause(t)
+	time.Sleep(1200 * time.Millisecond) // the outage itself: a renewal is due meanwhile
+	s.Resume(t)
+	// Two more heartbeats, and past the validity deadline of the renewal
+	// before the outage: any loss would have been seen by now.
+	time.Sleep(2 * ttl / 3 * 2)
+	assert.Equal(t, []string{"start"}, firstFields(lines(t, file)), "the child got no signal")
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	assert.Equal(t, 128+int(syscall.SIGTERM), p.wait(t, 20*time.Second), p.stderr.String())
+	assert.Empty(t, p.stderr.String())
+}
+
+// firstFields returns the first field of each line.
+func firstFields(ls []string) []string {
+	var out []string
+	for _, l := range ls {
+		out = append(out, strings.Fields(l)[0])
+	}
+	return out
+}
