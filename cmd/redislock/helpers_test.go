@@ -72,8 +72,8 @@ func testMain(m *testing.M) int {
 //	signal  nothing; kills itself with SIGKILL
 //	env     each REDISLOCK_* variable as NAME=value
 //	hold    "start <now> <pid> <pgid>", then "sig <name> <now>" for each
-//	        SIGINT, SIGHUP and SIGTERM; exits on SIGTERM unless $envNoTerm,
-//	        after 60 s at the latest
+//	        SIGINT, SIGHUP and SIGTERM; on SIGTERM "exit <now>" and exits,
+//	        unless $envNoTerm; exits after 60 s at the latest
 //
 // <now> is history.Now, a clock shared with the test process.
 func childMain(mode string) int {
@@ -127,6 +127,7 @@ func childMain(mode string) int {
 			case s := <-sigs:
 				record("sig %s %d", s, history.Now())
 				if s == syscall.SIGTERM && os.Getenv(envNoTerm) != "1" {
+					record("exit %d", history.Now())
 					return 128 + int(syscall.SIGTERM)
 				}
 			case <-deadline.C:
