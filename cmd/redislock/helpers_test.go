@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -21,6 +23,9 @@ import (
 	"github.com/redislock/redislock/internal/history"
 	"github.com/redislock/redislock/internal/redistest"
 )
+
+// The tests are for Linux: they use Pdeathsig, and the clock that
+// internal/history shares between processes there.
 
 // bin is the redislock binary that TestMain builds.
 var bin string

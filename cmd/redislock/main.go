@@ -1,3 +1,5 @@
+//go:build unix
+
 // Command redislock runs a program while it holds a lock in Redis, and
 // reports who holds a lock. See "redislock --help" for the exit codes.
 package main
