@@ -141,7 +141,7 @@ func parseFlags(fs *flag.FlagSet, args []string, synopsis string, stdout io.Writ
 		fmt.Fprintf(stdout, "Usage: %s\n\nFlags:\n", synopsis)
 		fs.SetOutput(stdout)
 		fs.PrintDefaults()
-		fmt.Fprint(stdout, "\nRun redislock --help for the exit codes and the connection flags.\n")
+		fmt.Fprint(stdout, "\nFlags take one dash or two. Run redislock --help for the exit codes.\n")
 		return err
 	}
 	if err != nil {

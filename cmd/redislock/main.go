@@ -65,7 +65,8 @@ Exit codes of run:
                      replicas than --min-replicas acknowledged the acquire
   70                 internal error
   75                 the lock was not acquired within --wait (--conflict-exit-code)
-  76                 the lock was lost while the child ran (--lost-exit-code)
+  76                 the lock was lost while the child ran, or the release after it
+                     exited found it gone (--lost-exit-code)
   126, 127           COMMAND could not be run, or was not found
 Exit codes of status: 0 every lock is free, 1 one or more is held, 64, 69 as above.
 `
