@@ -40,6 +40,7 @@ type runFlags struct {
 	grace          durationFlag
 	replicaTimeout durationFlag
 	limit          int
+	fair           bool
 	prefix         string
 	minReplicas    int
 	conflictCode   int
@@ -53,6 +54,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.wait, "wait", "`DURATION` to wait for the lock; 0: one attempt, like flock -n (default: until interrupted)")
 	fs.Var(&f.grace, "grace", "`DURATION` between SIGTERM and SIGKILL when the lock is lost (default "+defaultGrace.String()+")")
 	fs.IntVar(&f.limit, "limit", 0, "semaphore mode: up to `N` holders at once (all holders must agree on N)")
+	fs.BoolVar(&f.fair, "fair", false, "serve waiters of every host in the order they asked (every holder of NAME must use --fair)")
 	fs.StringVar(&f.prefix, "prefix", redislock.DefaultKeyPrefix, "key `prefix`: the key is prefix+NAME")
 	fs.IntVar(&f.minReplicas, "min-replicas", 0, "wait until `N` replicas acknowledged every acquire and renewal")
 	fs.Var(&f.replicaTimeout, "replica-timeout", "`DURATION` to wait for --min-replicas, below the client's read timeout (default "+defaultReplicaTimeout.String()+")")
@@ -64,6 +66,9 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 // options returns the lock options the flags ask for.
 func (f *runFlags) options(owner string) ([]redislock.Option, error) {
 	opts := []redislock.Option{redislock.WithKeyPrefix(f.prefix), redislock.WithOwner(owner)}
+	if f.fair {
+		opts = append(opts, redislock.WithFair())
+	}
 	if f.ttl.set {
 		opts = append(opts, redislock.WithTTL(f.ttl.d))
 	}
@@ -127,6 +132,9 @@ func runCommand(args []string, stdout, stderr io.Writer) (int, error) {
 	fs.Visit(func(fl *flag.Flag) { limitSet = limitSet || fl.Name == "limit" })
 	if limitSet && f.limit < 1 {
 		return exitUsage, usagef("--limit %d is below 1", f.limit)
+	}
+	if limitSet && f.fair {
+		return exitUsage, usagef("--fair and --limit cannot be combined")
 	}
 	owner, err := newOwner()
 	if err != nil {

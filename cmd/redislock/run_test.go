@@ -66,6 +66,7 @@ func TestExitCodes(t *testing.T) {
 		{"child exits 200", childEnv("exit", "", envCode+"=200"), nil, 200},
 		{"child killed by SIGKILL", childEnv("signal", ""), nil, 128 + int(syscall.SIGKILL)},
 		{"semaphore child exits 5", childEnv("exit", "", envCode+"=5"), []string{"--limit", "2"}, 5},
+		{"fair lock child exits 4", childEnv("exit", "", envCode+"=4"), []string{"--fair"}, 4},
 	} {
 		args := append(append([]string{"run"}, tc.args...), name+strconv.Itoa(len(tc.args)))
 		code, _, stderr := runWait(t, s, tc.child, append(args, self()...)...)
@@ -270,6 +271,7 @@ func TestBadArguments(t *testing.T) {
 		{"run", "--wait", "-1s", "x", "--", "true"},
 		{"run", "--ttl", "1ms", "x", "--", "true"},
 		{"run", "--limit", "0", "x", "--", "true"},
+		{"run", "--limit", "2", "--fair", "x", "--", "true"},
 		{"run", "--lost-exit-code", "256", "x", "--", "true"},
 		{"run", "--replica-timeout", "1s", "x", "--", "true"},
 		{"run", "--nosuch", "x", "--", "true"},
