@@ -374,3 +374,94 @@ func monitoredCommand(line string) (addr, name string, ok bool) {
 }
 
 var _ = errors.Is
+
+// without returns rules less the ones in drop.
+func without(rules []string, drop ...string) []string {
+	return slices.DeleteFunc(slices.Clone(rules), func(r string) bool { return slices.Contains(drop, r) })
+}
+
+// An ACL that forbids what the library needs must fail the call with the
+// server's NOPERM error, which names the command, key or channel: never a
+// hang, never a hold reported lost while it is not.
+func TestACLDenied(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	ctx := context.Background()
+	rules := aclRules(t, admin)
+
+	t.Run("no EVALSHA", func(t *testing.T) {
+		c := aclUser(t, srv, "noevalsha", without(rules, "+evalsha")...)
+		l := newLock(t, c, redistest.Key(t))
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		start := time.Now()
+		err := l.Acquire(ctx)
+		t.Logf("acl: Acquire without EVALSHA: %v (after %v)", err, time.Since(start).Round(time.Millisecond))
+		require.ErrorContains(t, err, "NOPERM")
+		require.ErrorContains(t, err, "evalsha")
+		require.NoError(t, ctx.Err(), "Acquire waited instead of failing")
+		ok, err := l.TryAcquire(ctx)
+		require.False(t, ok)
+		require.ErrorContains(t, err, "NOPERM")
+		require.False(t, l.Held())
+		require.Zero(t, admin.Exists(ctx, l.Key()).Val())
+	})
+
+	t.Run("no fencing counter key", func(t *testing.T) {
+		c := aclUser(t, srv, "nofence", without(rules, "~redislock:{*}:fence")...)
+		l := newLock(t, c, redistest.Key(t))
+		err := l.Acquire(ctx)
+		t.Logf("acl: Acquire without the fencing counter: %v", err)
+		// The server checks a script's KEYS before it runs it, and does not
+		// say which key it refused; the error names the lock.
+		require.ErrorContains(t, err, "NOPERM")
+		require.ErrorContains(t, err, l.Key())
+		require.Zero(t, admin.Exists(ctx, l.Key()).Val(), "the refused script wrote the lock key")
+	})
+
+	// Without the channel, acquiring and renewing work; the release script
+	// deletes the key and sets the latch, then its PUBLISH is refused, and
+	// waiters cannot subscribe.
+	t.Run("no channel", func(t *testing.T) {
+		c := aclUser(t, srv, "nochannel", without(rules, aclChannels...)...)
+		name := redistest.Key(t)
+		const ttl = 300 * time.Millisecond
+		holder := newLock(t, c, name, redislock.WithTTL(ttl))
+		require.NoError(t, holder.Acquire(ctx))
+		waiter := newLock(t, c, name, redislock.WithTTL(ttl))
+		acquired := make(chan error, 1)
+		waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		go func() { acquired <- waiter.Acquire(waitCtx) }()
+
+		lost := holder.Lost()
+		timer := time.NewTimer(4 * ttl)
+		select {
+		case <-lost:
+			t.Fatal("the holder was told of a loss while it held the lock")
+		case <-timer.C:
+		}
+		timer.Stop()
+		require.True(t, holder.Held())
+
+		released := time.Now()
+		err := holder.Release(ctx)
+		t.Logf("acl: Release without the channel: %v", err)
+		// Not NOPERM: Redis 7.0 fails the script, after its DEL, with "ERR
+		// The user executing the script can't publish to the channel",
+		// Valkey 8 with "ERR ACL failure in script: No permissions to access
+		// a channel".
+		require.ErrorContains(t, err, "channel")
+		require.False(t, holder.Held())
+		require.Zero(t, admin.Exists(ctx, holder.Key()).Val(), "the key stays")
+		select {
+		case err := <-acquired:
+			require.NoError(t, err)
+		case <-waitCtx.Done():
+			t.Fatal("the waiter hung")
+		}
+		t.Logf("acl: without the channel, the waiter acquired %v after the release (polling)", time.Since(released).Round(time.Millisecond))
+		require.NoError(t, ctx.Err())
+		_ = waiter.Release(ctx)
+	})
+}
