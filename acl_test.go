@@ -3,7 +3,6 @@ package redislock_test
 import (
 	"bufio"
 	"context"
-	"errors"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -79,8 +78,8 @@ func aclUser(t *testing.T, srv *redistest.Server, user string, rules ...string) 
 // startReplica starts a replica of srv and waits until srv counts it.
 func startReplica(t *testing.T, srv *redistest.Server) {
 	t.Helper()
-	_, port, err := strings.Cut(srv.Addr(), ":")
-	require.True(t, err)
+	_, port, ok := strings.Cut(srv.Addr(), ":")
+	require.True(t, ok)
 	redistest.Start(t, "--replicaof", "127.0.0.1", port)
 	admin := srv.Client(t)
 	eventually(t, 10*time.Second, func() bool {
@@ -373,7 +372,6 @@ func monitoredCommand(line string) (addr, name string, ok bool) {
 	return addr, name, true
 }
 
-var _ = errors.Is
 
 // without returns rules less the ones in drop.
 func without(rules []string, drop ...string) []string {
