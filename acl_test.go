@@ -372,7 +372,6 @@ func monitoredCommand(line string) (addr, name string, ok bool) {
 	return addr, name, true
 }
 
-
 // without returns rules less the ones in drop.
 func without(rules []string, drop ...string) []string {
 	return slices.DeleteFunc(slices.Clone(rules), func(r string) bool { return slices.Contains(drop, r) })
