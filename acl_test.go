@@ -94,7 +94,9 @@ func startReplica(t *testing.T, srv *redistest.Server) {
 // replica), Extend, TTL, WithLock and a loss. admin reaches the same server
 // with full rights, to watch and to meddle.
 func lockWorkload(t *testing.T, c, admin *redis.Client) {
-	ctx := context.Background()
+	// Bounds the waiters a failed check leaves behind.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	slow := redislock.WithRetryBackoff(10*time.Second, 10*time.Second) // only a release message wakes it soon
 
 	// woken runs acquire on a goroutine once the test's waiter is

@@ -54,7 +54,9 @@ func TestTLS(t *testing.T) {
 		// backoff: the holder's lease is longer.
 		waiter := newLock(t, srv.Client(t), name, redislock.WithRetryBackoff(10*time.Second, 10*time.Second))
 		acquired := make(chan error, 1)
-		go func() { acquired <- waiter.Acquire(ctx) }()
+		waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		go func() { acquired <- waiter.Acquire(waitCtx) }()
 		eventually(t, 5*time.Second, func() bool {
 			chans, err := c.PubSubChannels(ctx, "redislock:*").Result()
 			return err == nil && len(chans) > 0
