@@ -42,7 +42,6 @@ func TestClockShimScalesServerExpiry(t *testing.T) {
 	t.Logf("rate 2: PTTL %v after %v of real time (want %v..%v)", left, asked.Sub(before).Round(time.Millisecond), least, most)
 	require.GreaterOrEqual(t, left, least.Truncate(time.Millisecond)-time.Millisecond)
 	require.LessOrEqual(t, left, most+time.Millisecond)
-	require.InDelta(t, 500, left.Milliseconds(), 100) // a loaded machine stretches the sleep, not the rate
 }
 
 // A server whose clock runs fast expires a lease early, by its own clock.
