@@ -21,10 +21,10 @@ import (
 
 // aclKeys and aclChannels are the key and channel patterns a service needs
 // for locks under the default prefix "lock:" (see names.go): the lock keys,
-// the fencing counter of each slot, the release latches and the release
-// channels.
+// the fencing counter of each slot, the release latches, a fair lock's
+// queue and waiter leases, and the release channels.
 var (
-	aclKeys     = []string{"~lock:*", "~redislock:{*}:fence", "~redislock:{*}:released:lock:*"}
+	aclKeys     = []string{"~lock:*", "~redislock:{*}:fence", "~redislock:{*}:released:lock:*", "~redislock:{*}:queue:lock:*", "~redislock:{*}:waiters:lock:*"}
 	aclChannels = []string{"&redislock:{*}:lock:*"}
 )
 
@@ -37,7 +37,7 @@ var aclCommands = []string{
 	"evalsha", "eval", "subscribe", "unsubscribe", "wait",
 	// inside the scripts
 	"del", "exists", "get", "hget", "hmget", "hset", "incr", "pexpire", "pttl", "publish", "set", "time",
-	"zadd", "zcount", "zrange", "zrangebyscore", "zrem", "zremrangebyscore", "zscore",
+	"zadd", "zcount", "zrange", "zrangebyscore", "zrem", "zremrangebyscore", "zscan", "zscore",
 }
 
 // aclRarelySeen are the commands of aclCommands that only paths the
@@ -204,6 +204,15 @@ func lockWorkload(t *testing.T, c, admin *redis.Client) {
 		require.NoError(t, reading.Reader().Acquire(ctx))
 		woken(t, func() error { return writing.Writer().Acquire(ctx) }, func() { require.NoError(t, reading.Reader().Release(ctx)) })
 		require.NoError(t, writing.Writer().Release(ctx))
+	})
+
+	t.Run("fair", func(t *testing.T) {
+		name := redistest.Key(t)
+		holder := newLock(t, c, name, redislock.WithFair())
+		waiter := newLock(t, c, name, redislock.WithFair())
+		require.NoError(t, holder.Acquire(ctx))
+		woken(t, func() error { return waiter.Acquire(ctx) }, func() { require.NoError(t, holder.Release(ctx)) })
+		require.NoError(t, waiter.Release(ctx))
 	})
 
 	t.Run("WithMinReplicas", func(t *testing.T) {

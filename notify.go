@@ -109,8 +109,11 @@ type waiter struct {
 }
 
 // notifyLinger is how long a release channel stays subscribed after its last
-// waiter left, and so how long the connection stays open after the last one.
-var notifyLinger = time.Second
+// waiter left, and so how long the connection stays open after the last one
+// (in nanoseconds; tests shorten it).
+var notifyLinger atomic.Int64
+
+func init() { notifyLinger.Store(int64(time.Second)) }
 
 // waiting counts the waiters of the process, so an uncontended Acquire can
 // skip looking for a queue to join.
@@ -128,7 +131,7 @@ func notifierLocked(client redis.UniversalClient) *notifier {
 	if n == nil {
 		n = &notifier{
 			client: client,
-			linger: notifyLinger,
+			linger: time.Duration(notifyLinger.Load()),
 			queues: make(map[string]*waitQueue),
 			conns:  make(map[string]*subConn),
 			kick:   make(chan struct{}, 1),
