@@ -164,6 +164,11 @@ func (l *Lock) releaseLevel(ctx context.Context, want *hold) error {
 	n, err := l.sendRelease(ctx, final, h.tokenArg)
 	l.observeRelease(ctx, h, final, err)
 	if err != nil {
+		if final && isServerError(err) {
+			// Redis answered with an error: the script may have stopped
+			// after deleting the key (a refused PUBLISH), so claim nothing.
+			return fmt.Errorf("redislock: release of %q failed: %w", l.key, err)
+		}
 		if final {
 			return fmt.Errorf("redislock: release of %q not confirmed, the key expires after its TTL: %w", l.key, err)
 		}
