@@ -1,0 +1,212 @@
+package redislock_test
+
+import (
+	"context"
+	"net"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/redislock/redislock"
+	"github.com/redislock/redislock/internal/redistest"
+)
+
+// The tests named TestDefect* below fail on purpose: each shows a broken
+// promise of the RW lock or the semaphore, described in its comment.
+
+// A writer's TryAcquire never waits, yet when it fails it leaves the
+// waiting writer's mark, which keeps every new reader out of the lock for
+// 2×retry max + 100 ms (600 ms by default), even once the lock is free and
+// nobody waits for it.
+func TestDefectRWLockFailedWriterTryKeepsReadersOut(t *testing.T) {
+	c := redistest.Client(t)
+	ctx := context.Background()
+	name := redistest.Key(t)
+	first := newRWLock(t, c, name)
+	require.NoError(t, first.Reader().Acquire(ctx))
+	ok, err := newRWLock(t, c, name).Writer().TryAcquire(ctx)
+	require.NoError(t, err)
+	require.False(t, ok, "the reader holds")
+	require.NoError(t, first.Reader().Release(ctx))
+
+	late := newRWLock(t, c, name).Reader()
+	ok, err = late.TryAcquire(ctx)
+	require.NoError(t, err)
+	assert.True(t, ok, "a free lock that nobody waits for refused a reader")
+	if ok {
+		require.NoError(t, late.Release(ctx))
+	}
+}
+
+// A writer that gives up waiting leaves its mark: readers stay out of a free
+// lock for 2×retry max + 100 ms after the writer left. STYLE: a cancelled
+// wait undoes its partial state.
+func TestDefectRWLockCancelledWriterKeepsReadersOut(t *testing.T) {
+	c := redistest.Client(t)
+	ctx := context.Background()
+	name := redistest.Key(t)
+	first := newRWLock(t, c, name)
+	require.NoError(t, first.Reader().Acquire(ctx))
+	writer := newRWLock(t, c, name, redislock.WithRetryBackoff(2*time.Millisecond, 2*time.Second),
+		redislock.WithWaitTimeout(200*time.Millisecond))
+	err := writer.Writer().Acquire(ctx)
+	require.ErrorIs(t, err, redislock.ErrNotAcquired)
+	require.NoError(t, first.Reader().Release(ctx))
+
+	late := newRWLock(t, c, name, redislock.WithWaitTimeout(time.Second)).Reader()
+	start := time.Now()
+	err = late.Acquire(ctx)
+	assert.NoError(t, err, "a reader waited %v for a free lock whose writer had given up", time.Since(start))
+	if err == nil {
+		require.NoError(t, late.Release(ctx))
+	}
+}
+
+// Readers and writers of one client share one local wait queue, and only
+// its head tries. A reader at the head refused by the mark of the writer
+// queued behind it keeps retrying, and the writer never tries: the lock
+// stays free, with both waiting, until the mark expires.
+func TestDefectRWLockWriterQueuedBehindReader(t *testing.T) {
+	srv := redistest.Start(t)
+	c, other := srv.Client(t), srv.Client(t)
+	ctx := context.Background()
+	name := redistest.Key(t)
+	w0 := newRWLock(t, other, name)
+	require.NoError(t, w0.Writer().Acquire(ctx))
+
+	r1 := newRWLock(t, c, name).Reader()
+	got := make(chan string, 2)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if assert.NoError(t, r1.Acquire(ctx)) {
+			got <- "reader"
+		}
+	}()
+	eventuallyQueued(t, srv)
+
+	// The writer tries once (and marks), then waits, queued behind r1.
+	w1 := newRWLock(t, c, name, redislock.WithRetryBackoff(2*time.Millisecond, time.Second)).Writer()
+	ok, err := w1.TryAcquire(ctx)
+	require.NoError(t, err)
+	require.False(t, ok)
+	wdone := make(chan struct{})
+	go func() {
+		defer close(wdone)
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if assert.NoError(t, w1.Acquire(ctx)) {
+			got <- "writer"
+		}
+	}()
+	time.Sleep(50 * time.Millisecond) // w1 is queued
+	require.NoError(t, w0.Writer().Release(ctx))
+	released := time.Now()
+	first := <-got
+	took := time.Since(released)
+	assert.Less(t, took, 500*time.Millisecond, "the lock stayed free for %v with a reader and a writer waiting (%s got in first)", took, first)
+	switch first {
+	case "reader":
+		require.NoError(t, r1.Release(ctx))
+		<-wdone
+		require.NoError(t, w1.Release(ctx))
+	default:
+		require.NoError(t, w1.Release(ctx))
+		<-done
+		require.NoError(t, r1.Release(ctx))
+	}
+	<-done
+	<-wdone
+}
+
+// eventuallyQueued waits until a client of srv is subscribed to a release
+// channel: a waiter is queued.
+func eventuallyQueued(t *testing.T, srv *redistest.Server) {
+	t.Helper()
+	c := srv.Client(t)
+	eventually(t, 5*time.Second, func() bool {
+		chans, err := c.PubSubChannels(context.Background(), "redislock:*").Result()
+		return err == nil && len(chans) > 0
+	}, "a waiter subscribed")
+}
+
+// lostReplyHook makes the next command it sees, once armed, fail as if its
+// reply had been lost on the way back: the server ran it.
+type lostReplyHook struct{ armed atomic.Bool }
+
+func (*lostReplyHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *lostReplyHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if h.armed.CompareAndSwap(true, false) {
+			err = &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
+			cmd.SetErr(err)
+		}
+		return err
+	}
+}
+func (*lostReplyHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// An acquire whose reply is lost may have taken the lock. A mutex with a
+// generated owner gives back whatever hold of its owner the key has; the
+// RW lock's Locks never do, since NewRWLock sets their owners with
+// WithOwner: an orphaned write hold nobody renews or releases keeps everyone
+// out for a whole TTL.
+func TestDefectRWLockLostAcquireReplyOrphansWriter(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	hook := &lostReplyHook{}
+	c.AddHook(hook)
+	ctx := context.Background()
+
+	// The mutex, for comparison: the failed acquire is given back at once.
+	// Each Lock runs once first, so that the server has its scripts and the
+	// armed hook meets a request the server runs.
+	m := newLock(t, c, redistest.Key(t))
+	require.NoError(t, m.Acquire(ctx))
+	require.NoError(t, m.Release(ctx))
+	hook.armed.Store(true)
+	_, err := m.TryAcquire(ctx)
+	require.Error(t, err)
+	require.Zero(t, c.Exists(ctx, m.Key()).Val(), "the mutex gave its lost acquire back")
+	require.False(t, hook.armed.Load(), "the hook failed a request")
+
+	name := redistest.Key(t)
+	w := newRWLock(t, c, name, redislock.WithTTL(5*time.Second))
+	require.NoError(t, w.Writer().Acquire(ctx))
+	require.NoError(t, w.Writer().Release(ctx))
+	hook.armed.Store(true)
+	_, err = w.Writer().TryAcquire(ctx)
+	require.Error(t, err)
+	assert.False(t, w.Writer().Held())
+	ok, err := newRWLock(t, srv.Client(t), name).Reader().TryAcquire(ctx)
+	require.NoError(t, err)
+	assert.True(t, ok, "an orphaned write hold, which no Lock holds, keeps readers out until its TTL ends")
+}
+
+// NewRWLock's doc: a semaphore of the same name and prefix collides with it
+// with ErrWrongType. Both are sorted sets, so neither notices the other: a
+// semaphore permit is granted while a writer holds.
+func TestDefectSemaphoreOnRWLockKey(t *testing.T) {
+	c := redistest.Client(t)
+	ctx := context.Background()
+	name := redistest.Key(t)
+	w := newRWLock(t, c, name)
+	require.NoError(t, w.Writer().Acquire(ctx))
+	s := newSemaphore(t, c, name, 5)
+	ok, err := s.TryAcquire(ctx)
+	assert.ErrorIs(t, err, redislock.ErrWrongType, "a semaphore on the key of an RW lock (granted: %v)", ok)
+	if ok {
+		require.NoError(t, s.Release(ctx))
+	}
+	require.NoError(t, w.Writer().Release(ctx))
+}
