@@ -16,6 +16,14 @@ import (
 	"github.com/redislock/redislock/internal/redistest"
 )
 
+// Scenario R1: no faults, RW lock. Goroutines in several processes read
+// and write a few RW locks, now and then downgrading; in each section a
+// server-side counter checks that a writer is alone and a reader is with
+// readers only.
+func TestReliabilityRWLockNoFaults(t *testing.T) {
+	runSharedNoFaults(t, "rwlock", 0)
+}
+
 // The tests named TestDefect* below fail on purpose: each shows a broken
 // promise of the RW lock or the semaphore, described in its comment.
 

@@ -1,0 +1,447 @@
+package redislock_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/redislock/redislock"
+	"github.com/redislock/redislock/internal/history"
+	"github.com/redislock/redislock/internal/redistest"
+	"github.com/redislock/redislock/internal/workerproc"
+)
+
+// The reliability scenarios of the shared primitives, the semaphore and the
+// RW lock (RELIABILITY.md), and the harness both use: worker processes that
+// contend without faults, and trials that put holds through a fault.
+
+// sharedConfig tells a worker process how to contend on a semaphore or an
+// RW lock.
+type sharedConfig struct {
+	Primitive  string // "semaphore" or "rwlock"
+	Limit      int    // semaphore permits
+	Addr       string
+	Keys       []string // lock names
+	Goroutines int
+	ClientBase int
+	Duration   time.Duration
+	TTL        time.Duration
+	Out        string
+	Origin     int64
+	Epoch, Gap time.Duration
+}
+
+// sharedResult is what a worker process reports, besides its history.
+type sharedResult struct {
+	Sections   int64
+	Nested     int64 // re-entries and downgrades inside a section
+	Most       int64 // the most permits or readers the server-side check counted at once
+	Losses     int
+	Violations []string // the server-side check of each section
+	Errors     []string
+}
+
+// sectionState is the key of the server-side check of name's sections:
+// 1000 per writer plus 1 per reader or permit, changed with one INCRBY on
+// entry and one on exit, so its value on entry tells who else is inside.
+// The hash tag keeps it in the lock's cluster slot.
+func sectionState(name string) string { return "{" + redislock.DefaultKeyPrefix + name + "}:inside" }
+
+// Scenario S1: no faults, semaphore. Goroutines in several processes take
+// permits of a few semaphores; in each section a server-side counter checks
+// that at most limit are inside.
+func TestReliabilitySemaphoreNoFaults(t *testing.T) {
+	runSharedNoFaults(t, "semaphore", 3)
+}
+
+// runSharedNoFaults runs the no-fault scenario of a shared primitive and
+// checks its record: the server-side check, overlaps of the recorded holds,
+// tokens in real time, and the operations against the primitive's model.
+func runSharedNoFaults(t *testing.T, primitive string, limit int) {
+	if !history.SharedClock {
+		t.Skip("needs a monotonic clock shared between processes (Linux)")
+	}
+	srv := redistest.Start(t)
+	accountFor(t, srv)
+	const procs, goroutines, nkeys = 3, 6, 3
+	duration := sized(8*time.Second, 5*time.Minute)
+	keys := make([]string, nkeys)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%s-nofault:%d", primitive, i)
+	}
+	dir := t.TempDir()
+	start, origin := time.Now(), history.SharedNow()
+	ps := workerproc.Start(t, "TestReliabilitySharedWorker", procs, func(i int) any {
+		return sharedConfig{
+			Primitive: primitive, Limit: limit, Addr: srv.Addr(), Keys: keys,
+			Goroutines: goroutines, ClientBase: i * goroutines, Duration: duration,
+			TTL: 10 * time.Second, Out: filepath.Join(dir, fmt.Sprint(i)),
+			Origin: origin, Epoch: time.Second, Gap: 50 * time.Millisecond,
+		}
+	})
+	var rec history.SharedRecorder
+	var total sharedResult
+	for i, p := range ps {
+		require.NoError(t, p.Wait(duration+2*time.Minute), "worker %d", i)
+		b, err := os.ReadFile(filepath.Join(dir, fmt.Sprint(i)) + ".json")
+		require.NoError(t, err)
+		var res sharedResult
+		require.NoError(t, json.Unmarshal(b, &res))
+		total.Sections += res.Sections
+		total.Nested += res.Nested
+		total.Most = max(total.Most, res.Most)
+		total.Losses += res.Losses
+		total.Violations = append(total.Violations, res.Violations...)
+		total.Errors = append(total.Errors, res.Errors...)
+		f, err := os.Open(filepath.Join(dir, fmt.Sprint(i)) + ".history")
+		require.NoError(t, err)
+		_, err = rec.ReadFrom(f)
+		f.Close()
+		require.NoError(t, err)
+	}
+	elapsed := time.Since(start)
+	assert.Empty(t, total.Errors, "errors in workers")
+	assert.Empty(t, total.Violations, "the server-side check saw too many inside")
+	assert.Zero(t, total.Losses, "holds lost without a fault")
+
+	holds := rec.Holds()
+	var excess []history.Excess
+	if primitive == "semaphore" {
+		excess = history.ExcessPermits(holds, limit)
+		assert.EqualValues(t, limit, total.Most, "the permits were used in parallel")
+	} else {
+		excess = history.RWConflicts(holds)
+		assert.Greater(t, total.Most, int64(1), "readers shared the lock")
+	}
+	for i, e := range excess {
+		if i == 10 {
+			t.Errorf("... and %d more", len(excess)-10)
+			break
+		}
+		t.Errorf("overlap: %v", e)
+	}
+	ops := rec.Ops()
+	disorder := history.TokenOrder(ops)
+	for i, d := range disorder {
+		if i == 10 {
+			break
+		}
+		t.Errorf("fencing tokens out of order: %v", d)
+	}
+
+	checkStart := time.Now()
+	var res porcupine.CheckResult
+	var info porcupine.LinearizationInfo
+	var model porcupine.Model
+	if primitive == "semaphore" {
+		res, info = history.CheckSemaphore(ops, limit, sized(time.Minute, 30*time.Minute))
+		model = history.SemaphoreModel(limit)
+	} else {
+		res, info = history.CheckRWLock(ops, sized(time.Minute, 30*time.Minute))
+		model = history.RWLockModel()
+	}
+	checkTook := time.Since(checkStart)
+	if res == porcupine.Illegal {
+		path := filepath.Join(t.TempDir(), "history.html")
+		if err := porcupine.VisualizePath(model, info, path); err == nil {
+			t.Logf("visualization: %s", path)
+		}
+	}
+	assert.Equal(t, porcupine.Ok, res, "the history of %d operations is not linearizable against the %s model", len(ops), primitive)
+
+	// Nothing stays after the last release but the per-owner release
+	// latches, which go within ReleaseLatchTTL.
+	c := srv.Client(t)
+	ctx := context.Background()
+	for _, k := range keys {
+		assert.Zero(t, c.Exists(ctx, redislock.DefaultKeyPrefix+k).Val(), "key of %s left after the last release", k)
+		n, err := c.Get(ctx, sectionState(k)).Int()
+		require.NoError(t, err)
+		assert.Zero(t, n, "sections of %s left inside", k)
+	}
+	latches := 0
+	for _, k := range c.Keys(ctx, "redislock:*").Val() {
+		if strings.Contains(k, ":fence") {
+			continue
+		}
+		latches++
+		assert.LessOrEqual(t, c.PTTL(ctx, k).Val(), redislock.ReleaseLatchTTL, "%s outlives the release latch", k)
+	}
+
+	report(t, figures{
+		Scenario: "S1 no faults: " + primitive, Trials: procs * goroutines, Sections: total.Sections, Overlaps: len(excess),
+		Elapsed: elapsed,
+		Notes: fmt.Sprintf("limit=%d processes=%d goroutines=%d keys=%d nested=%d most_inside=%d losses=%d violations=%d token_disorders=%d latches_left=%d ops=%d porcupine=%v (%d chunks) in %v",
+			limit, procs, procs*goroutines, nkeys, total.Nested, total.Most, total.Losses, len(total.Violations), len(disorder), latches,
+			len(ops), res, history.SharedChunks(ops), checkTook.Round(time.Millisecond)),
+	})
+}
+
+// TestReliabilitySharedWorker is the worker process of the no-fault
+// scenarios of the shared primitives; run directly, it does nothing.
+func TestReliabilitySharedWorker(t *testing.T) {
+	cfg, ok := workerproc.Config[sharedConfig](t)
+	if !ok {
+		return
+	}
+	c := redis.NewClient(&redis.Options{Addr: cfg.Addr, PoolSize: 2 * cfg.Goroutines})
+	defer c.Close()
+	var rec history.SharedRecorder
+	res := contendShared(cfg, c, &rec)
+	b, err := json.Marshal(res)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(cfg.Out+".json", b, 0o644))
+	f, err := os.Create(cfg.Out + ".history")
+	require.NoError(t, err)
+	_, err = rec.WriteTo(f)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+}
+
+// sharedWorker is one contending goroutine of a worker process.
+type sharedWorker struct {
+	cfg    sharedConfig
+	c      *redis.Client
+	rec    *history.SharedRecorder
+	client int
+	rng    *rand.Rand
+	res    *sharedResult
+	mu     *sync.Mutex
+	most   *atomic.Int64
+	nested *atomic.Int64
+	losses *atomic.Int64
+}
+
+func (w *sharedWorker) fail(format string, args ...any) {
+	w.mu.Lock()
+	if len(w.res.Errors) < 20 {
+		w.res.Errors = append(w.res.Errors, fmt.Sprintf(format, args...))
+	}
+	w.mu.Unlock()
+}
+
+func (w *sharedWorker) violation(format string, args ...any) {
+	w.mu.Lock()
+	if len(w.res.Violations) < 20 {
+		w.res.Violations = append(w.res.Violations, fmt.Sprintf(format, args...))
+	}
+	w.mu.Unlock()
+}
+
+// acquire takes a level of l in mode, with Acquire or, one time in four,
+// TryAcquire, and records the call. It reports whether l holds it.
+func (w *sharedWorker) acquire(ctx context.Context, l *redislock.Lock, key string, mode history.Mode, try bool) bool {
+	fresh := l.Count() == 0
+	t0 := history.SharedNow()
+	var ok bool
+	var err error
+	kind := history.Acquire
+	if try {
+		kind = history.TryAcquire
+		ok, err = l.TryAcquire(ctx)
+	} else {
+		err = l.Acquire(ctx)
+		ok = err == nil
+	}
+	op := history.SharedOp{Client: w.client, Key: key, Kind: kind, Mode: mode, OK: ok, Fresh: fresh, Call: t0, Return: history.SharedNow()}
+	if ok {
+		op.Token = l.Token()
+	}
+	w.rec.AddOp(op)
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		w.fail("%v %v: %v", kind, mode, err)
+	}
+	return ok
+}
+
+// release gives back a level of l and records the call.
+func (w *sharedWorker) release(l *redislock.Lock, key string, mode history.Mode) {
+	t0 := history.SharedNow()
+	err := l.Release(context.Background())
+	w.rec.AddOp(history.SharedOp{Client: w.client, Key: key, Kind: history.Release, Mode: mode, OK: err == nil, Call: t0, Return: history.SharedNow()})
+	if err != nil {
+		w.fail("Release %v: %v", mode, err)
+	}
+}
+
+// enter changes the server-side check of key by delta and returns its value.
+func (w *sharedWorker) enter(key string, delta int64) int64 {
+	n, err := w.c.IncrBy(context.Background(), sectionState(key), delta).Result()
+	if err != nil {
+		w.fail("INCRBY: %v", err)
+	}
+	return n
+}
+
+func (w *sharedWorker) noteMost(n int64) {
+	for m := w.most.Load(); n > m && !w.most.CompareAndSwap(m, n); m = w.most.Load() {
+	}
+}
+
+// hold records the hold of l in mode from start until now.
+func (w *sharedWorker) hold(l *redislock.Lock, key string, mode history.Mode, start int64, token int64, lost <-chan struct{}) {
+	end := history.SharedNow()
+	wasLost := false
+	select {
+	case <-lost:
+		wasLost = true
+		w.losses.Add(1)
+	default:
+	}
+	w.rec.AddHold(history.SharedHold{Hold: history.Hold{Client: w.client, Key: key, Start: start, End: end, Lost: wasLost, Token: token}, Mode: mode})
+}
+
+// permitSection holds a permit of sem: the check counts at most limit
+// inside; now and then it re-enters.
+func (w *sharedWorker) permitSection(sem *redislock.Lock, key string) {
+	start, token, lost := history.SharedNow(), sem.Token(), sem.Lost()
+	if n := w.enter(key, 1); n > int64(w.cfg.Limit) {
+		w.violation("%s: %d inside a semaphore of %d", key, n, w.cfg.Limit)
+	} else {
+		w.noteMost(n)
+	}
+	if w.rng.IntN(8) == 0 && w.acquire(context.Background(), sem, key, history.Permit, false) {
+		w.nested.Add(1)
+		w.release(sem, key, history.Permit)
+	}
+	w.enter(key, -1)
+	w.hold(sem, key, history.Permit, start, token, lost)
+}
+
+// writeSection holds rw's writer: the check must find nobody else inside.
+// One time in six it downgrades: takes its reader, gives up the writer and
+// goes on reading. It reports whether it released the writer.
+func (w *sharedWorker) writeSection(rw *redislock.RWLock, key string) (released bool) {
+	wl := rw.Writer()
+	start, token, lost := history.SharedNow(), wl.Token(), wl.Lost()
+	if n := w.enter(key, 1000); n != 1000 {
+		w.violation("%s: a writer entered with state %d", key, n)
+	}
+	if w.rng.IntN(6) != 0 || !w.acquire(context.Background(), rw.Reader(), key, history.Read, false) {
+		w.enter(key, -1000)
+		w.hold(wl, key, history.Write, start, token, lost)
+		return false
+	}
+	w.nested.Add(1)
+	r := rw.Reader()
+	rstart, rtoken, rlost := history.SharedNow(), r.Token(), r.Lost()
+	if n := w.enter(key, 1); n != 1001 {
+		w.violation("%s: a downgrading reader entered with state %d", key, n)
+	}
+	w.enter(key, -1000)
+	w.hold(wl, key, history.Write, start, token, lost)
+	w.release(wl, key, history.Write)
+	w.enter(key, -1)
+	w.hold(r, key, history.Read, rstart, rtoken, rlost)
+	w.release(r, key, history.Read)
+	return true
+}
+
+// readSection holds rw's reader: the check must find no writer inside.
+func (w *sharedWorker) readSection(rw *redislock.RWLock, key string) {
+	r := rw.Reader()
+	start, token, lost := history.SharedNow(), r.Token(), r.Lost()
+	if n := w.enter(key, 1); n >= 1000 {
+		w.violation("%s: a reader entered with state %d", key, n)
+	} else {
+		w.noteMost(n)
+	}
+	if w.rng.IntN(8) == 0 && w.acquire(context.Background(), r, key, history.Read, false) {
+		w.nested.Add(1)
+		w.release(r, key, history.Read)
+	}
+	w.enter(key, -1)
+	w.hold(r, key, history.Read, start, token, lost)
+}
+
+// contendShared runs cfg.Goroutines contenders until cfg.Duration has
+// passed, and waits for them.
+func contendShared(cfg sharedConfig, c *redis.Client, rec *history.SharedRecorder) sharedResult {
+	var (
+		wg                   sync.WaitGroup
+		mu                   sync.Mutex
+		res                  sharedResult
+		sections             atomic.Int64
+		most, nested, losses atomic.Int64
+	)
+	deadline := time.Now().Add(cfg.Duration)
+	opts := []redislock.Option{redislock.WithTTL(cfg.TTL)}
+	for g := range cfg.Goroutines {
+		w := &sharedWorker{cfg: cfg, c: c, rec: rec, client: cfg.ClientBase + g, res: &res, mu: &mu,
+			most: &most, nested: &nested, losses: &losses}
+		w.rng = rand.New(rand.NewPCG(uint64(w.client), uint64(time.Now().UnixNano())))
+		sems := make([]*redislock.Lock, len(cfg.Keys))
+		rws := make([]*redislock.RWLock, len(cfg.Keys))
+		for k, name := range cfg.Keys {
+			var err error
+			if cfg.Primitive == "semaphore" {
+				sems[k], err = redislock.NewSemaphore(c, name, cfg.Limit, opts...)
+			} else {
+				rws[k], err = redislock.NewRWLock(c, name, opts...)
+			}
+			if err != nil {
+				w.fail("new: %v", err)
+				return res
+			}
+		}
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				k := w.rng.IntN(len(cfg.Keys))
+				key := cfg.Keys[k]
+				// Wait out the gap at the end of the epoch, and give up
+				// waiting for the lock when the next gap begins.
+				now := history.SharedNow()
+				epochEnd := cfg.Origin + ((now-cfg.Origin)/int64(cfg.Epoch)+1)*int64(cfg.Epoch)
+				if workEnd := epochEnd - int64(cfg.Gap); now >= workEnd {
+					time.Sleep(time.Duration(epochEnd - now))
+					continue
+				}
+				ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(time.Duration(epochEnd-int64(cfg.Gap)-now)))
+				// Readers use Acquire only: a reader's TryAcquire may fail
+				// for a waiting writer the model cannot see, so the model
+				// allows it nearly always, which costs the checker a lot.
+				try := w.rng.IntN(4) == 0
+				switch {
+				case sems[k] != nil:
+					if w.acquire(ctx, sems[k], key, history.Permit, try) {
+						w.permitSection(sems[k], key)
+						w.release(sems[k], key, history.Permit)
+						sections.Add(1)
+					}
+				case w.rng.IntN(4) == 0:
+					if w.acquire(ctx, rws[k].Writer(), key, history.Write, try) {
+						if !w.writeSection(rws[k], key) {
+							w.release(rws[k].Writer(), key, history.Write)
+						}
+						sections.Add(1)
+					}
+				default:
+					if w.acquire(ctx, rws[k].Reader(), key, history.Read, false) {
+						w.readSection(rws[k], key)
+						w.release(rws[k].Reader(), key, history.Read)
+						sections.Add(1)
+					}
+				}
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	res.Sections = sections.Load()
+	res.Most, res.Nested, res.Losses = most.Load(), nested.Load(), int(losses.Load())
+	return res
+}
