@@ -24,6 +24,12 @@ func TestReliabilityRWLockNoFaults(t *testing.T) {
 	runSharedNoFaults(t, "rwlock", 0)
 }
 
+// Scenario R2: a reader or a writer is cut off from Redis by a partition
+// while a writer or a reader waits; the holder must be told first.
+func TestReliabilityRWLockPartitioned(t *testing.T) {
+	runSharedPartitioned(t, "R2 rwlock holder partitioned", rwCases)
+}
+
 // The tests named TestDefect* below fail on purpose: each shows a broken
 // promise of the RW lock or the semaphore, described in its comment.
 

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/redislock/redislock"
+	"github.com/redislock/redislock/internal/faultproxy"
 	"github.com/redislock/redislock/internal/history"
 	"github.com/redislock/redislock/internal/redistest"
 	"github.com/redislock/redislock/internal/workerproc"
@@ -444,4 +446,228 @@ func contendShared(cfg sharedConfig, c *redis.Client, rec *history.SharedRecorde
 	res.Sections = sections.Load()
 	res.Most, res.Nested, res.Losses = most.Load(), nested.Load(), int(losses.Load())
 	return res
+}
+
+// A sharedCase is a way to put a shared lock through a fault: setup takes
+// the holds on name, those to be faulted through fc and the others through
+// rc, and returns them with a rival Lock on rc that waits for the faulted
+// holds. When the rival gets in, at most allowed of all the holders may
+// still be live.
+type sharedCase struct {
+	name    string
+	allowed int
+	setup   func(fc, rc redis.UniversalClient, name string, opts ...redislock.Option) (faulted, healthy []*redislock.Lock, rival *redislock.Lock, err error)
+}
+
+// semaphoreCase: a semaphore of two permits, one held through the fault,
+// one held elsewhere; the rival waits for a third.
+var semaphoreCase = sharedCase{
+	name: "semaphore", allowed: 1,
+	setup: func(fc, rc redis.UniversalClient, name string, opts ...redislock.Option) ([]*redislock.Lock, []*redislock.Lock, *redislock.Lock, error) {
+		a, err := redislock.NewSemaphore(fc, name, 2, opts...)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		b, err := redislock.NewSemaphore(rc, name, 2, opts...)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		r, err := redislock.NewSemaphore(rc, name, 2, opts...)
+		return []*redislock.Lock{a}, []*redislock.Lock{b}, r, err
+	},
+}
+
+// rwCase holds name with the RW lock's reader or writer through the fault;
+// the rival is the other kind, or another writer.
+func rwCase(holder, rival history.Mode) sharedCase {
+	return sharedCase{
+		name: fmt.Sprintf("rwlock %v held, %v waits", holder, rival),
+		setup: func(fc, rc redis.UniversalClient, name string, opts ...redislock.Option) ([]*redislock.Lock, []*redislock.Lock, *redislock.Lock, error) {
+			h, err := redislock.NewRWLock(fc, name, opts...)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			r, err := redislock.NewRWLock(rc, name, opts...)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			pick := func(rw *redislock.RWLock, m history.Mode) *redislock.Lock {
+				if m == history.Write {
+					return rw.Writer()
+				}
+				return rw.Reader()
+			}
+			return []*redislock.Lock{pick(h, holder)}, nil, pick(r, rival), nil
+		},
+	}
+}
+
+var rwCases = []sharedCase{rwCase(history.Write, history.Read), rwCase(history.Read, history.Write), rwCase(history.Write, history.Write)}
+
+// sharedTrial is a trial of a shared case: its holds and its rival.
+type sharedTrial struct {
+	*trial
+	c                sharedCase
+	faulted, healthy []*heldLock
+	ended            []*heldLock // finished
+	rival            *redislock.Lock
+}
+
+// holdShared takes the holds of case c on a fresh name of t.
+func holdShared(t *testing.T, c sharedCase, fc, rc redis.UniversalClient, ttl time.Duration, opts ...redislock.Option) (*sharedTrial, error) {
+	opts = append([]redislock.Option{redislock.WithTTL(ttl)}, opts...)
+	faulted, healthy, rival, err := c.setup(fc, rc, redistest.Key(t), opts...)
+	if err != nil {
+		return nil, err
+	}
+	st := &sharedTrial{trial: &trial{ttl: ttl}, c: c, rival: rival}
+	for i, l := range append(faulted, healthy...) {
+		h, err := holdLock(l, 10*time.Second)
+		if err != nil {
+			st.finish(10 * time.Second)
+			return nil, err
+		}
+		if i < len(faulted) {
+			st.faulted = append(st.faulted, h)
+		} else {
+			st.healthy = append(st.healthy, h)
+		}
+	}
+	return st, nil
+}
+
+// all returns every hold of the trial.
+func (st *sharedTrial) all() []*heldLock { return append(slices.Clone(st.faulted), st.healthy...) }
+
+// rivalTakes acquires the rival, waiting up to d, and checks at the moment
+// its acquire returns that no more than the case allows of the holders are
+// live: more that still count on their lease fail the trial, more whose
+// lost signal had not fired yet only because it came late are a late
+// signal. It releases the rival's hold.
+func (st *sharedTrial) rivalTakes(d time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if err := st.rival.Acquire(ctx); err != nil {
+		st.fail("rival did not acquire within %v: %v", d, err)
+		return
+	}
+	st.rivalAt = history.Now() // the clock of lostWatch: one process
+	held, live := 0, 0
+	for _, h := range st.all() {
+		if h.lock.Held() {
+			held++
+		}
+		l, err := h.live()
+		if err != nil {
+			st.fail("%v", err)
+		}
+		if l {
+			live++
+		}
+	}
+	switch {
+	case held > st.c.allowed:
+		st.overlap = true
+		st.fail("%d holders still counted on their lease when the rival acquired (allowed: %d)", held, st.c.allowed)
+	case live > st.c.allowed:
+		st.overlap, st.late = true, true
+	}
+	if err := st.rival.Release(context.Background()); err != nil {
+		st.fail("rival release: %v", err)
+	}
+}
+
+// endFaulted waits up to 10 s for the loss of every faulted hold, checks
+// that each ended by a loss, reported as such, and sets lostAt to the loss
+// that made room for the rival.
+func (st *sharedTrial) endFaulted() {
+	var losts []int64
+	for _, h := range st.faulted {
+		tr := &trial{}
+		endHold(tr, h)
+		st.ended = append(st.ended, h)
+		st.failures = append(st.failures, tr.failures...)
+		losts = append(losts, tr.lostAt)
+	}
+	slices.Sort(losts)
+	if i := len(losts) - 1 - max(st.c.allowed-len(st.healthy), 0); i >= 0 {
+		st.lostAt = losts[i]
+	}
+}
+
+// allFaulted makes every hold of the trial a faulted one: a fault of the
+// server reaches them all.
+func (st *sharedTrial) allFaulted() {
+	st.faulted, st.healthy = st.all(), nil
+}
+
+// finish ends every hold still running, waiting up to d for each, and
+// returns the first error.
+func (st *sharedTrial) finish(d time.Duration) error {
+	var first error
+	for _, h := range st.all() {
+		if slices.Contains(st.ended, h) {
+			continue
+		}
+		st.ended = append(st.ended, h)
+		if _, err := h.finish(d); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Scenario S2: the holder of a permit is cut off from Redis by a partition
+// while a rival waits for its permit; the holder must be told first.
+func TestReliabilitySemaphorePartitioned(t *testing.T) {
+	runSharedPartitioned(t, "S2 semaphore holder partitioned", []sharedCase{semaphoreCase})
+}
+
+// runSharedPartitioned runs partition trials of each case, concurrently.
+func runSharedPartitioned(t *testing.T, scenario string, cases []sharedCase) {
+	srv := redistest.Start(t)
+	accountFor(t, srv)
+	rc := srv.Client(t)
+	per := sized(12, 100) / len(cases)
+	ttls := []time.Duration{500 * time.Millisecond, time.Second}
+	start := time.Now()
+	trials := make([]*trial, per*len(cases))
+	var wg sync.WaitGroup
+	for i := range trials {
+		c := cases[i%len(cases)]
+		ttl := ttls[(i/len(cases))%len(ttls)]
+		wg.Go(func() {
+			tr := &trial{ttl: ttl}
+			trials[i] = tr
+			proxy, err := faultproxy.New(srv.Addr())
+			if err != nil {
+				tr.fail("proxy: %v", err)
+				return
+			}
+			defer proxy.Close()
+			fc := redis.NewClient(&redis.Options{Addr: proxy.Addr()})
+			defer fc.Close()
+			st, err := holdShared(t, c, fc, rc, ttl)
+			if err != nil {
+				tr.fail("%s: %v", c.name, err)
+				return
+			}
+			st.trial = tr
+			time.Sleep(rand.N(ttl / 3)) // cut at any phase of the heartbeat
+			tr.faultAt = history.Now()
+			proxy.Blackhole()
+			st.rivalTakes(3*ttl + 10*time.Second)
+			proxy.Heal()
+			st.endFaulted()
+			if err := st.finish(10 * time.Second); err != nil {
+				tr.fail("%s: a hold that was not cut off: %v", c.name, err)
+			}
+		})
+	}
+	wg.Wait()
+	var names []string
+	for _, c := range cases {
+		names = append(names, c.name)
+	}
+	summarize(t, scenario, trials, time.Since(start), fmt.Sprintf("ttls=%s cases=%q", durs(ttls), names))
 }
