@@ -30,6 +30,23 @@ func TestReliabilityRWLockPartitioned(t *testing.T) {
 	runSharedPartitioned(t, "R2 rwlock holder partitioned", rwCases)
 }
 
+// Scenario R3: the server is stopped (SIGSTOP) past the TTL while readers
+// and writers hold and others wait.
+func TestReliabilityRWLockServerStopped(t *testing.T) {
+	runSharedStopped(t, "R3 rwlock server stopped", rwCases)
+}
+
+// Scenario R4: restart without persistence, with readers and writers
+// holding.
+func TestReliabilityRWLockServerRestart(t *testing.T) {
+	runSharedRestart(t, "R4 rwlock restart without persistence", rwCases)
+}
+
+// Scenario R5: SCRIPT FLUSH under load, readers and writers.
+func TestReliabilityRWLockScriptFlush(t *testing.T) {
+	runSharedFlush(t, "R5 rwlock SCRIPT FLUSH under load", "rwlock", 0, rwCases)
+}
+
 // The tests named TestDefect* below fail on purpose: each shows a broken
 // promise of the RW lock or the semaphore, described in its comment.
 
@@ -138,6 +155,38 @@ func TestDefectRWLockWriterQueuedBehindReader(t *testing.T) {
 	}
 	<-done
 	<-wdone
+}
+
+// A downgrade (the writer's own reader) is granted by the server at once,
+// but Acquire first queues behind the waiters of its client for the name,
+// and only the head of that queue tries. When a reader of another RWLock on
+// the same client already waits, for this very writer, the downgrade waits
+// behind it for ever: a deadlock, until the context ends.
+func TestDefectRWLockDowngradeQueuedBehindWaiter(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	name := redistest.Key(t)
+	rw := newRWLock(t, c, name)
+	require.NoError(t, rw.Writer().Acquire(ctx))
+	waiting := newRWLock(t, c, name).Reader()
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- waiting.Acquire(wctx) }()
+	eventuallyQueued(t, srv)
+
+	dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer dcancel()
+	err := rw.Reader().Acquire(dctx)
+	assert.NoError(t, err, "the downgrade waited for a reader that waits for this writer")
+	if err == nil {
+		require.NoError(t, rw.Reader().Release(ctx))
+	}
+	require.NoError(t, rw.Writer().Release(ctx))
+	cancel()
+	if err := <-done; err == nil {
+		require.NoError(t, waiting.Release(ctx))
+	}
 }
 
 // eventuallyQueued waits until a client of srv is subscribed to a release
