@@ -3,7 +3,9 @@ package redislock_test
 import (
 	"context"
 	"net"
+	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -45,6 +47,63 @@ func TestReliabilityRWLockServerRestart(t *testing.T) {
 // Scenario R5: SCRIPT FLUSH under load, readers and writers.
 func TestReliabilityRWLockScriptFlush(t *testing.T) {
 	runSharedFlush(t, "R5 rwlock SCRIPT FLUSH under load", "rwlock", 0, rwCases)
+}
+
+// Scenario R6: a writer among readers that never stop coming, from several
+// clients, overlapping each other so that the lock is never free of
+// readers by itself. The writer's mark must get it in, every time, within a
+// bound.
+func TestReliabilityRWLockWriterNotStarved(t *testing.T) {
+	srv := redistest.Start(t)
+	accountFor(t, srv)
+	start := time.Now()
+	ctx := context.Background()
+	name := redistest.Key(t)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var reads atomic.Int64
+	for g := range 6 {
+		c := srv.Client(t)
+		wg.Go(func() {
+			r := newRWLock(t, c, name).Reader()
+			for i := 0; i < 100_000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				err := r.WithLock(ctx, func(context.Context) error {
+					reads.Add(1)
+					time.Sleep(time.Duration(5+g) * time.Millisecond)
+					return nil
+				})
+				if !assert.NoError(t, err) {
+					return
+				}
+			}
+		})
+	}
+	wc := srv.Client(t)
+	w := newRWLock(t, wc, name).Writer()
+	var waits []time.Duration
+	for range sized(5, 30) {
+		time.Sleep(50 * time.Millisecond)
+		eventually(t, time.Second, func() bool { return wc.Exists(ctx, w.Key()).Val() == 1 }, "readers hold")
+		t0 := time.Now()
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := w.Acquire(actx)
+		cancel()
+		waits = append(waits, time.Since(t0))
+		if !assert.NoError(t, err, "the writer starved") {
+			break
+		}
+		require.NoError(t, w.Release(ctx))
+	}
+	close(stop)
+	wg.Wait()
+	assert.Less(t, maxDur(waits...), 3*time.Second, "the writer waited too long among readers")
+	report(t, figures{Scenario: "R6 writer among readers", Trials: len(waits), Sections: reads.Load(), Elapsed: time.Since(start),
+		Notes: fmt.Sprintf("reader_goroutines=6 max_writer_wait=%v waits=%s", maxDur(waits...).Round(time.Millisecond), durs(waits))})
 }
 
 // The tests named TestDefect* below fail on purpose: each shows a broken
