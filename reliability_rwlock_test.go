@@ -248,6 +248,37 @@ func TestDefectRWLockDowngradeQueuedBehindWaiter(t *testing.T) {
 	}
 }
 
+// A context from WithLock carries its hold, and an Acquire with it on any
+// Lock of the same key and client re-enters that hold. A reader's hold
+// lent so to a writer makes a writer of a read level: the writer "holds"
+// while other readers do, and the owner's own writer skips ErrWouldDeadlock.
+func TestDefectRWLockWriterBorrowsReadHold(t *testing.T) {
+	c := redistest.Client(t)
+	ctx := context.Background()
+	name := redistest.Key(t)
+	other := newRWLock(t, c, name).Reader()
+	require.NoError(t, other.Acquire(ctx))
+	rw := newRWLock(t, c, name)
+	w := newRWLock(t, c, name, redislock.WithWaitTimeout(300*time.Millisecond)).Writer()
+	err := rw.Reader().WithLock(ctx, func(ctx context.Context) error {
+		err := rw.Writer().Acquire(ctx)
+		assert.ErrorIs(t, err, redislock.ErrWouldDeadlock, "the owner's writer, asked for under its own read hold")
+		if err == nil {
+			assert.False(t, other.Held(), "a writer holds with another reader")
+			_ = rw.Writer().Release(ctx)
+		}
+		err = w.Acquire(ctx)
+		assert.ErrorIs(t, err, redislock.ErrNotAcquired, "another owner's writer, asked for with a reader's context")
+		if err == nil {
+			assert.False(t, other.Held(), "a writer holds with two readers")
+			_ = w.Release(ctx)
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	require.NoError(t, other.Release(ctx))
+}
+
 // eventuallyQueued waits until a client of srv is subscribed to a release
 // channel: a waiter is queued.
 func eventuallyQueued(t *testing.T, srv *redistest.Server) {
