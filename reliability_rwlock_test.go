@@ -2,8 +2,8 @@ package redislock_test
 
 import (
 	"context"
-	"net"
 	"fmt"
+	"net"
 	"os"
 	"sync"
 	"sync/atomic"
