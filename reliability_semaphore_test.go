@@ -988,3 +988,65 @@ func TestReliabilityKilledHolder(t *testing.T) {
 		Notes: fmt.Sprintf("ttl=%v max_kill_to_rival=%v max_rival_after_server_expiry=%v (semaphore permit, write hold, read hold)",
 			ttl, maxDur(frees...).Round(time.Millisecond), maxDur(lates...).Round(time.Millisecond))})
 }
+
+// Scenario S6: releases that free k permits wake k waiters, whether they
+// wait on one client (one local queue) or on several; none is left to its
+// 10 s poll.
+func TestReliabilitySemaphoreWakesAsManyAsFreed(t *testing.T) {
+	srv := redistest.Start(t)
+	accountFor(t, srv)
+	ctx := context.Background()
+	start := time.Now()
+	const limit = 4
+	var worst time.Duration
+	for range sized(3, 20) {
+		name := redistest.Key(t)
+		hc, shared := srv.Client(t), srv.Client(t)
+		holders := make([]*redislock.Lock, limit)
+		for i := range holders {
+			holders[i] = newSemaphore(t, hc, name, limit)
+			require.NoError(t, holders[i].Acquire(ctx))
+		}
+		slow := redislock.WithRetryBackoff(10*time.Second, 10*time.Second)
+		waiterClients := []*redis.Client{shared, shared, srv.Client(t), srv.Client(t)}
+		got := make(chan *redislock.Lock, limit)
+		var wg sync.WaitGroup
+		for _, c := range waiterClients {
+			w := newSemaphore(t, c, name, limit, slow)
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+				defer cancel()
+				if assert.NoError(t, w.Acquire(ctx)) {
+					got <- w
+				}
+			})
+		}
+		// Every waiter has tried and sleeps: three subscribed clients.
+		eventually(t, 5*time.Second, func() bool {
+			chans, err := hc.PubSubChannels(ctx, "redislock:*"+holders[0].Key()).Result()
+			if err != nil || len(chans) != 1 {
+				return false
+			}
+			n, err := hc.PubSubNumSub(ctx, chans[0]).Result()
+			return err == nil && n[chans[0]] == 3
+		}, "the waiters' clients subscribed")
+		time.Sleep(50 * time.Millisecond)
+		released := time.Now()
+		for _, h := range holders {
+			require.NoError(t, h.Release(ctx))
+		}
+		for range limit {
+			select {
+			case w := <-got:
+				assert.NoError(t, w.Release(ctx))
+			case <-time.After(5 * time.Second):
+				t.Fatal("a waiter was not woken by the release of a permit")
+			}
+		}
+		worst = max(worst, time.Since(released))
+		wg.Wait()
+	}
+	assert.Less(t, worst, 2*time.Second)
+	report(t, figures{Scenario: "S6 wake-ups per permit freed", Trials: sized(3, 20), Elapsed: time.Since(start),
+		Notes: fmt.Sprintf("limit=%d waiters=4 (2 on one client, 2 on their own) poll=10s max_release_to_last_acquire=%v", limit, worst.Round(time.Millisecond))})
+}
