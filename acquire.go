@@ -63,7 +63,7 @@ func (l *Lock) acquire(ctx context.Context) (*hold, error) {
 	}
 	// Try at once, unless others in this process already wait for the lock:
 	// then queue behind them.
-	if l.holding() || !queued(l.client, l.channel) {
+	if l.holding() || (l.bypass != nil && l.bypass()) || !queued(l.client, l.channel) {
 		h, _, err := l.attempt(ctx, true)
 		if h != nil || (err != nil && !retryable(err)) {
 			return h, err

@@ -1,7 +1,6 @@
 package redislock
 
 import (
-	"context"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,7 +31,9 @@ var fairMutex = &primitive{
 	acquire: fairAcquireScript, release: fairReleaseScript,
 	renew: extendScript, pttl: pttlScript,
 	acquireSHA: fairAcquireScript.Hash(), releaseSHA: fairReleaseScript.Hash(),
-	fair: true,
+	fair:    true,
+	waitArg: true,
+	leave:   fairLeaveScript,
 	extraKeys: func(key string) []string {
 		return []string{slotName(key, "queue:"+key), slotName(key, "waiters:"+key)}
 	},
@@ -164,31 +165,17 @@ return n - 1
 `)
 
 // fairLeaveScript takes a waiter that gives up out of the queue, and if it
-// was the head of a free lock's queue, announces the next head.
-//
-//	KEYS[1] lock key, KEYS[2] queue order, KEYS[3] waiters' leases
-//	ARGV[1] owner, ARGV[2] channel, ARGV[3] "publish" or "spublish"
+// was the head of a free lock's queue, announces the next head (see
+// primitive.leave; KEYS as for fairAcquireScript).
 var fairLeaveScript = redis.NewScript(`
-local head = redis.call('zrange', KEYS[2], 0, 0)[1]
-redis.call('zrem', KEYS[2], ARGV[1])
+local head = redis.call('zrange', KEYS[3], 0, 0)[1]
 redis.call('zrem', KEYS[3], ARGV[1])
+redis.call('zrem', KEYS[4], ARGV[1])
 if head == ARGV[1] and redis.call('exists', KEYS[1]) == 0 then
-  local next = redis.call('zrange', KEYS[2], 0, 0)[1]
+  local next = redis.call('zrange', KEYS[3], 0, 0)[1]
   if next then
     redis.call(ARGV[3], ARGV[2], next)
   end
 end
 return 0
 `)
-
-// leaveQueue takes l out of its fair queue after a wait that did not get
-// the lock, so that the waiters behind it need not wait for its waiter
-// lease to end. It is best effort, detached from ctx's cancellation.
-func (l *Lock) leaveQueue(ctx context.Context) {
-	pub := "publish"
-	if _, ok := l.client.(*redis.ClusterClient); ok {
-		pub = "spublish"
-	}
-	keys := []string{l.key, l.acquireKeys[2], l.acquireKeys[3]}
-	_ = fairLeaveScript.Run(detach(ctx, DefaultReleaseTimeout), l.client, keys, l.owner, l.channel, pub).Err()
-}

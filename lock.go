@@ -38,6 +38,11 @@ type Lock struct {
 	// guard, when set, refuses a fresh acquire that could never succeed.
 	guard func() error
 	limit int // a semaphore's; 0 for the others
+	// waitArg is the primitive's waitArg value, for a caller that waits.
+	waitArg any
+	// bypass, when set and true, lets an acquire try at once and out of
+	// turn: a downgrade, which its own writer's hold lets through.
+	bypass func() bool
 
 	// op serialises this Lock's requests to Redis, so that the local count
 	// and the stored one change in the same order. It is held across round
@@ -61,10 +66,11 @@ func New(client redis.UniversalClient, name string, opts ...Option) (*Lock, erro
 }
 
 // fairExtra is the fair mutex's own acquire argument: the waiter lease;
-// noQueue takes its place for a caller that will not wait.
+// noWait takes the place of a primitive's waitArg for a caller that will
+// not wait.
 var (
 	fairExtra     = []any{DefaultWaiterTTL.Milliseconds()}
-	noQueue   any = int64(0)
+	noWait    any = int64(0)
 )
 
 // newLock returns a Lock of primitive p. extra are p's own acquire
@@ -128,6 +134,9 @@ func newLock(client redis.UniversalClient, name string, p *primitive, opts []Opt
 	}
 	l.tokenArg = len(acquire) + 1
 	l.acquireCmd = append(append(acquire, &l.owner, "0", &l.ttlMs), extra...)
+	if p.waitArg {
+		l.waitArg = extra[len(extra)-1]
+	}
 	l.releaseCmd = append(release, &l.owner, "0", "0", &l.channel, pub)
 	return l, nil
 }

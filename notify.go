@@ -764,6 +764,20 @@ func (n *notifier) relocationsLocked() ([]relocation, []*subConn) {
 	return work, resub
 }
 
+// yield moves w, at the head of its queue, behind the other waiters, and
+// wakes the new head.
+func (n *notifier) yield(w *waiter) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	q := w.q
+	if len(q.waiters) < 2 || q.waiters[0] != w {
+		return
+	}
+	copy(q.waiters, q.waiters[1:])
+	q.waiters[len(q.waiters)-1] = w
+	q.waiters[0].signal()
+}
+
 // released wakes the head waiter of channel, or the waiter of owner next
 // when a fair lock's release names one.
 func (n *notifier) released(channel, next string) {

@@ -55,6 +55,19 @@ type primitive struct {
 	// extraKeys returns the keys acquire and release take after their
 	// first two (KEYS[3], ...); nil for none.
 	extraKeys func(key string) []string
+	// waitArg: the last of the primitive's own acquire arguments says the
+	// caller will wait, and is sent as 0 by one that will not (TryAcquire,
+	// a zero wait timeout), so that it leaves no trace of waiting.
+	waitArg bool
+	// leave, when set, runs when a wait ends without the lock, to take back
+	// what the waiter's attempts left (a place in a queue, a writer's
+	// mark): KEYS as acquire's; ARGV[1] owner, ARGV[2] channel, ARGV[3]
+	// "publish" or "spublish".
+	leave *redis.Script
+	// yield: an attempt kept out by another waiter's claim alone (0: a
+	// writer's mark) moves its waiter behind the others of its process, so
+	// that the one it waits for gets to try.
+	yield bool
 }
 
 func newPrimitive(name string, shared bool, acquire, release, renew, pttl *redis.Script) *primitive {

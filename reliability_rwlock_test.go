@@ -106,14 +106,14 @@ func TestReliabilityRWLockWriterNotStarved(t *testing.T) {
 		Notes: fmt.Sprintf("reader_goroutines=6 max_writer_wait=%v waits=%s", maxDur(waits...).Round(time.Millisecond), durs(waits))})
 }
 
-// The tests named TestDefect* below fail on purpose: each shows a broken
+// The tests named TestRegression* below fail on purpose: each shows a broken
 // promise of the RW lock or the semaphore, described in its comment.
 
 // A writer's TryAcquire never waits, yet when it fails it leaves the
 // waiting writer's mark, which keeps every new reader out of the lock for
 // 2×retry max + 100 ms (600 ms by default), even once the lock is free and
 // nobody waits for it.
-func TestDefectRWLockFailedWriterTryKeepsReadersOut(t *testing.T) {
+func TestRegressionRWLockFailedWriterTryKeepsReadersOut(t *testing.T) {
 	c := redistest.Client(t)
 	ctx := context.Background()
 	name := redistest.Key(t)
@@ -136,7 +136,7 @@ func TestDefectRWLockFailedWriterTryKeepsReadersOut(t *testing.T) {
 // A writer that gives up waiting leaves its mark: readers stay out of a free
 // lock for 2×retry max + 100 ms after the writer left. STYLE: a cancelled
 // wait undoes its partial state.
-func TestDefectRWLockCancelledWriterKeepsReadersOut(t *testing.T) {
+func TestRegressionRWLockCancelledWriterKeepsReadersOut(t *testing.T) {
 	c := redistest.Client(t)
 	ctx := context.Background()
 	name := redistest.Key(t)
@@ -161,7 +161,7 @@ func TestDefectRWLockCancelledWriterKeepsReadersOut(t *testing.T) {
 // its head tries. A reader at the head refused by the mark of the writer
 // queued behind it keeps retrying, and the writer never tries: the lock
 // stays free, with both waiting, until the mark expires.
-func TestDefectRWLockWriterQueuedBehindReader(t *testing.T) {
+func TestRegressionRWLockWriterQueuedBehindReader(t *testing.T) {
 	srv := redistest.Start(t)
 	c, other := srv.Client(t), srv.Client(t)
 	ctx := context.Background()
@@ -221,7 +221,7 @@ func TestDefectRWLockWriterQueuedBehindReader(t *testing.T) {
 // and only the head of that queue tries. When a reader of another RWLock on
 // the same client already waits, for this very writer, the downgrade waits
 // behind it for ever: a deadlock, until the context ends.
-func TestDefectRWLockDowngradeQueuedBehindWaiter(t *testing.T) {
+func TestRegressionRWLockDowngradeQueuedBehindWaiter(t *testing.T) {
 	srv := redistest.Start(t)
 	c := srv.Client(t)
 	ctx := context.Background()
@@ -252,7 +252,7 @@ func TestDefectRWLockDowngradeQueuedBehindWaiter(t *testing.T) {
 // Lock of the same key and client re-enters that hold. A reader's hold
 // lent so to a writer makes a writer of a read level: the writer "holds"
 // while other readers do, and the owner's own writer skips ErrWouldDeadlock.
-func TestDefectRWLockWriterBorrowsReadHold(t *testing.T) {
+func TestRegressionRWLockWriterBorrowsReadHold(t *testing.T) {
 	c := redistest.Client(t)
 	ctx := context.Background()
 	name := redistest.Key(t)
@@ -314,7 +314,7 @@ func (*lostReplyHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 // RW lock's Locks never do, since NewRWLock sets their owners with
 // WithOwner: an orphaned write hold nobody renews or releases keeps everyone
 // out for a whole TTL.
-func TestDefectRWLockLostAcquireReplyOrphansWriter(t *testing.T) {
+func TestRegressionRWLockLostAcquireReplyOrphansWriter(t *testing.T) {
 	srv := redistest.Start(t)
 	c := srv.Client(t)
 	hook := &lostReplyHook{}
@@ -349,7 +349,7 @@ func TestDefectRWLockLostAcquireReplyOrphansWriter(t *testing.T) {
 // NewRWLock's doc: a semaphore of the same name and prefix collides with it
 // with ErrWrongType. Both are sorted sets, so neither notices the other: a
 // semaphore permit is granted while a writer holds.
-func TestDefectSemaphoreOnRWLockKey(t *testing.T) {
+func TestRegressionSemaphoreOnRWLockKey(t *testing.T) {
 	c := redistest.Client(t)
 	ctx := context.Background()
 	name := redistest.Key(t)

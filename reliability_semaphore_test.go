@@ -335,7 +335,7 @@ func (w *sharedWorker) writeSection(rw *redislock.RWLock, key string) (released 
 	}
 	// The downgrade uses TryAcquire: an Acquire of the reader queues behind
 	// this process's other waiters for the key, which wait for this writer
-	// (TestDefectRWLockDowngradeQueuedBehindWaiter).
+	// (TestRegressionRWLockDowngradeQueuedBehindWaiter).
 	if w.rng.IntN(6) != 0 || !w.acquire(context.Background(), rw.Reader(), key, history.Read, true) {
 		w.enter(key, -1000)
 		w.hold(wl, key, history.Write, start, token, lost)

@@ -25,10 +25,10 @@ func (l *Lock) runAcquire(ctx context.Context, token any, waiting bool) (grant, 
 	fresh := token == "0"
 	cmd := l.acquireCmd
 	cmd[l.tokenArg] = token // op is held
-	if l.prim.fair {
-		cmd[len(cmd)-1] = noQueue
+	if l.prim.waitArg {
+		cmd[len(cmd)-1] = noWait
 		if waiting {
-			cmd[len(cmd)-1] = fairExtra[0]
+			cmd[len(cmd)-1] = l.waitArg
 		}
 	}
 	var v any

@@ -83,11 +83,14 @@ if type(purged) == 'table' then
   end
   return purged
 end
+local limit = tonumber(ARGV[4])
+local stored = redis.call('zscore', key, '\0limit')
+if not stored and redis.call('zcard', key) > 0 then
+  return redis.error_reply('WRONGTYPE semaphore key ' .. key .. ' holds an RW lock')
+end
 if ARGV[2] == '0' then
   dropown(key, ARGV[1])
 end
-local limit = tonumber(ARGV[4])
-local stored = redis.call('zscore', key, '\0limit')
 if stored and redis.call('zcount', key, '(0', '+inf') == 0 then
   -- No holder is left to have set it: a new one may.
   redis.call('zrem', key, '\0limit')
