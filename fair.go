@@ -67,25 +67,7 @@ end
 // waiter lease) and returns, negated, how long to wait before trying again:
 // the holder's remaining lease for the head, a third of the waiter lease
 // for the others. A re-entry is the mutex's.
-var fairAcquireScript = newScript(fairScriptHead + `
-if ARGV[2] ~= '0' then
-  local v = redis.pcall('hmget', KEYS[1], 'owner', 'count', 'token')
-  if v.err then
-    return redis.error_reply('WRONGTYPE lock key ' .. KEYS[1] .. ' is not a lock hash')
-  end
-  if v[1] ~= ARGV[1] or tonumber(v[3]) ~= tonumber(ARGV[2]) then
-    return 0
-  end
-  local n = tonumber(v[2])
-  if n == nil or n ~= n or n < 1 or n >= 2^53 or n ~= math.floor(n) then
-    return redis.error_reply('WRONGTYPE lock key ' .. KEYS[1] .. ' has a count that is not a positive integer')
-  end
-  redis.call('hset', KEYS[1], 'count', n + 1)
-  if redis.call('pttl', KEYS[1]) < tonumber(ARGV[3]) then
-    redis.call('pexpire', KEYS[1], ARGV[3])
-  end
-  return tonumber(ARGV[2])
-end
+var fairAcquireScript = newScript(acquirePrelude + mutexReentrySource + fairScriptHead + `
 local lease = tonumber(ARGV[4])
 local third = math.max(math.floor(lease / 3), 1)
 local function queue(wait)
@@ -103,7 +85,7 @@ local stale = false
 if redis.call('exists', KEYS[1]) == 1 then
   local owner = redis.pcall('hget', KEYS[1], 'owner')
   if type(owner) == 'table' then
-    return redis.error_reply('WRONGTYPE lock key ' .. KEYS[1] .. ' is not a lock hash')
+    return failed(owner, 'lock key ' .. KEYS[1] .. ' is not a lock hash')
   end
   if owner ~= ARGV[1] then
     local wait = third
@@ -122,13 +104,9 @@ end
 if not stale and head ~= nil and head ~= ARGV[1] then
   return queue(third)
 end
-local token = redis.pcall('incr', KEYS[2])
-if type(token) == 'table' then
-  return redis.error_reply('WRONGTYPE fencing counter ' .. KEYS[2] .. ' is not an integer')
-end
-if token == 1 then
-  token = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  redis.call('set', KEYS[2], token)
+local token, err = nexttoken()
+if err then
+  return err
 end
 if head ~= nil then
   redis.call('zrem', KEYS[3], ARGV[1])

@@ -33,6 +33,22 @@ local function dropown(key, owner)
 end
 `
 
+// permitPrelude starts the acquire scripts of member holds: acquirePrelude
+// and dropOwnSource, then now (the server's clock in ms) and the purge of
+// the members whose lease has ended, which fails the call, naming the
+// key as what, if the key is not a sorted set.
+func permitPrelude(what string) string {
+	return acquirePrelude + dropOwnSource + `
+local key = KEYS[1]
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local purged = redis.pcall('zremrangebyscore', key, 0, now)
+if type(purged) == 'table' then
+  return failed(purged, '` + what + ` ' .. key .. ' is not a sorted set')
+end
+`
+}
+
 // permitRenewScript renews a batch of member holds (see hold.renewScript):
 //
 //	KEYS[i] lock key of hold i; ARGV[3i-2] owner, ARGV[3i-1] token,

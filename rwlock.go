@@ -125,18 +125,8 @@ return 1
 // sets its mark, which keeps new readers out until it expires, the writer
 // gets in, or it stops waiting (rwLeaveScript). A key holding a semaphore
 // fails with an error starting "WRONGTYPE".
-var rwAcquireScript = redis.NewScript(dropOwnSource + `
-local key = KEYS[1]
+var rwAcquireScript = redis.NewScript(permitPrelude("rwlock key") + `
 local W, M = 1125899906842624, 2251799813685248
-local t = redis.call('time')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local purged = redis.pcall('zremrangebyscore', key, 0, now)
-if type(purged) == 'table' then
-  if string.sub(purged.err, 1, 9) == 'WRONGTYPE' then
-    return redis.error_reply('WRONGTYPE rwlock key ' .. key .. ' is not a sorted set')
-  end
-  return purged
-end
 if redis.call('zscore', key, '\0limit') then
   return redis.error_reply('WRONGTYPE rwlock key ' .. key .. ' holds a semaphore')
 end
@@ -184,13 +174,9 @@ else
     return -math.max(s - now, 1)
   end
 end
-local token = redis.pcall('incr', KEYS[2])
-if type(token) == 'table' then
-  return redis.error_reply('WRONGTYPE fencing counter ' .. KEYS[2] .. ' is not an integer')
-end
-if token == 1 then
-  token = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  redis.call('set', KEYS[2], token)
+local token, err = nexttoken()
+if err then
+  return err
 end
 redis.call('zadd', key, off + now + ttl, ARGV[1] .. '|' .. string.format('%d', token))
 if ARGV[4] == 'w' then

@@ -72,17 +72,7 @@ var semaphore = newPrimitive("semaphore", true, semaphoreAcquireScript,
 // drops the members of its own owner (see dropOwnSource). When no permit is free it
 // returns the time until the earliest permit's lease ends, negated. A limit
 // other than the stored one fails with an error starting "LIMITMISMATCH".
-var semaphoreAcquireScript = redis.NewScript(dropOwnSource + `
-local key = KEYS[1]
-local t = redis.call('time')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local purged = redis.pcall('zremrangebyscore', key, 0, now)
-if type(purged) == 'table' then
-  if string.sub(purged.err, 1, 9) == 'WRONGTYPE' then
-    return redis.error_reply('WRONGTYPE semaphore key ' .. key .. ' is not a sorted set')
-  end
-  return purged
-end
+var semaphoreAcquireScript = redis.NewScript(permitPrelude("semaphore key") + `
 local limit = tonumber(ARGV[4])
 local stored = redis.call('zscore', key, '\0limit')
 if not stored and redis.call('zcard', key) > 0 then
@@ -118,13 +108,9 @@ if redis.call('zcount', key, '(0', '+inf') >= limit then
   local first = redis.call('zrangebyscore', key, '(0', '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
   return -math.max(tonumber(first[2]) - now, 1)
 end
-local token = redis.pcall('incr', KEYS[2])
-if type(token) == 'table' then
-  return redis.error_reply('WRONGTYPE fencing counter ' .. KEYS[2] .. ' is not an integer')
-end
-if token == 1 then
-  token = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  redis.call('set', KEYS[2], token)
+local token, err = nexttoken()
+if err then
+  return err
 end
 redis.call('zadd', key, now + ttl, ARGV[1] .. '|' .. string.format('%d', token))
 if not stored then
