@@ -37,7 +37,7 @@ var aclCommands = []string{
 	"evalsha", "eval", "subscribe", "unsubscribe", "wait",
 	// inside the scripts
 	"del", "exists", "get", "hget", "hmget", "hset", "incr", "pexpire", "pttl", "publish", "set", "time",
-	"zadd", "zcount", "zrange", "zrangebyscore", "zrem", "zremrangebyscore", "zscan", "zscore",
+	"zadd", "zcard", "zcount", "zrange", "zrangebyscore", "zrem", "zremrangebyscore", "zscan", "zscore",
 }
 
 // aclRarelySeen are the commands of aclCommands that only paths the

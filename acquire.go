@@ -26,6 +26,7 @@ import (
 // on a Lock that holds such a borrowed level. A borrowed level belongs to
 // the hold it came from: it ends when that hold ends.
 func (l *Lock) Acquire(ctx context.Context) error {
+	defer l.reportLosses()
 	if l.opts.observer == nil {
 		_, err := l.acquire(ctx)
 		return err
@@ -57,6 +58,9 @@ func (l *Lock) acquire(ctx context.Context) (*hold, error) {
 		// Try at once: the queue in Redis keeps the order.
 		h, _, err := l.attempt(ctx, true)
 		if h != nil || (err != nil && !retryable(err)) {
+			if err != nil && !isServerError(err) {
+				l.leave(ctx) // the request may have queued this Lock
+			}
 			return h, err
 		}
 		return l.waitFair(ctx)
@@ -66,6 +70,9 @@ func (l *Lock) acquire(ctx context.Context) (*hold, error) {
 	if l.holding() || (l.bypass != nil && l.bypass()) || !queued(l.client, l.channel) {
 		h, _, err := l.attempt(ctx, true)
 		if h != nil || (err != nil && !retryable(err)) {
+			if err != nil && !isServerError(err) {
+				l.leave(ctx) // the request may have left a writer's mark
+			}
 			return h, err
 		}
 	}
@@ -84,6 +91,7 @@ func (l *Lock) holding() bool {
 // attempt is sent (also while another call on the same Lock is in flight)
 // it returns an error matching ErrNotAcquired and the context error.
 func (l *Lock) TryAcquire(ctx context.Context) (bool, error) {
+	defer l.reportLosses()
 	var start time.Time
 	if l.opts.observer != nil {
 		start = time.Now()
@@ -179,7 +187,7 @@ func (l *Lock) attempt(ctx context.Context, waiting bool) (*hold, time.Duration,
 			_, _ = l.sendRelease(ctx, true, "0")
 		}
 		if ctx.Err() != nil {
-			err = errors.Join(ErrNotAcquired, err)
+			err = errors.Join(ErrNotAcquired, ctxErr(ctx), err)
 		}
 		return nil, 0, err
 	}
@@ -220,7 +228,7 @@ func (l *Lock) reenter(ctx context.Context, h *hold) (*hold, time.Duration, erro
 	g, err := l.runAcquire(ctx, h.tokenArg, false)
 	if err != nil {
 		if ctx.Err() != nil {
-			err = errors.Join(ErrNotAcquired, err)
+			err = errors.Join(ErrNotAcquired, ctxErr(ctx), err)
 		}
 		return nil, 0, err
 	}

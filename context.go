@@ -38,7 +38,7 @@ func (l *Lock) lenderHold(ctx context.Context) *hold {
 		if lender == l {
 			break
 		}
-		if lender.key == l.key && lender.client == l.client && lender.prim == l.prim && lender.limit == l.limit {
+		if lender.key == l.key && lender.client == l.client && lender.prim.kin() == l.prim.kin() && lender.limit == l.limit {
 			if e.hold.isEnded() {
 				break // a WithLock that has returned: acquire as if ctx carried nothing
 			}

@@ -31,6 +31,7 @@ var fairMutex = &primitive{
 	acquire: fairAcquireScript, release: fairReleaseScript,
 	renew: extendScript, pttl: pttlScript,
 	acquireSHA: fairAcquireScript.Hash(), releaseSHA: fairReleaseScript.Hash(),
+	family:  mutex,
 	fair:    true,
 	waitArg: true,
 	leave:   fairLeaveScript,
@@ -97,9 +98,14 @@ if redis.call('exists', KEYS[1]) == 1 then
     end
     return queue(wait)
   end
-  -- A hold of this owner that its Lock has given up: nobody else can have
-  -- the lock meanwhile, so a new hold replaces it whatever the queue says.
+  -- A hold of this owner that its Lock has given up: with nobody queued
+  -- before it, a new hold replaces it; otherwise it goes, and the caller
+  -- waits its turn.
   stale = true
+  if head ~= nil and head ~= ARGV[1] then
+    redis.call('del', KEYS[1])
+    return queue(third)
+  end
 end
 if not stale and head ~= nil and head ~= ARGV[1] then
   return queue(third)

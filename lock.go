@@ -49,13 +49,14 @@ type Lock struct {
 	// trips (mu is not), and waiting for it respects the caller's context.
 	op chan struct{}
 
-	mu        sync.Mutex
-	hold      *hold           // the own hold, nil when none
-	borrows   []*hold         // levels of other Locks' holds taken through a context, oldest first
-	stale     *hold           // the last hold lost while its key may still be on the server
-	lost      <-chan struct{} // what Lost returns when there is no hold
-	lostCause error           // why the last own hold was lost, until the next acquire
-	deadline  *time.Timer     // fires at the own hold's validity deadline
+	mu         sync.Mutex
+	hold       *hold           // the own hold, nil when none
+	borrows    []*hold         // levels of other Locks' holds taken through a context, oldest first
+	stale      *hold           // the last hold lost while its key may still be on the server
+	unreported *hold           // the last hold lost, until reportLosses tells of it
+	lost       <-chan struct{} // what Lost returns when there is no hold
+	lostCause  error           // why the last own hold was lost, until the next acquire
+	deadline   *time.Timer     // fires at the own hold's validity deadline
 }
 
 // New returns a mutex: a Lock on the key prefix+name that one owner holds

@@ -88,8 +88,9 @@ type Event struct {
 	Last bool          // EventRelease: the last level, which ended the hold
 	Held time.Duration // EventRelease, EventLoss: since the hold was acquired
 
-	Holds    int           // EventRenewal: holds of this Lock's observer in the round trip
+	Holds    int           // EventRenewal: holds of this Lock in the round trip
 	Failures int           // EventRenewal: of those, not renewed this time (to be retried)
+	Refused  int           // EventRenewal: of those, found gone (each also an EventLoss)
 	Duration time.Duration // EventRenewal: the round trip
 
 	// Err is the acquire's or release's error, or the loss cause (it
@@ -142,34 +143,38 @@ func (l *Lock) observeAcquire(ctx context.Context, start time.Time, h *hold, err
 }
 
 // observeRenewals reports one renewal round trip that took d to the
-// observers of holds, with results[i] the outcome of holds[i].
+// observers of holds, an event per lock key, with results[i] the outcome
+// of holds[i].
 func observeRenewals(holds []*hold, results []renewResult, d time.Duration) {
 	type tally struct {
-		ref            *observerRef
-		l              *Lock
-		holds, failing int
+		ref                     *observerRef
+		l                       *Lock
+		holds, failing, refused int
 	}
 	var ts []tally
+	index := map[*Lock]int{}
 	for i, h := range holds {
 		ref := h.lock.opts.observer
 		if ref == nil || results[i] == renewGone {
 			continue
 		}
-		k := 0
-		for k < len(ts) && ts[k].ref != ref {
-			k++
-		}
-		if k == len(ts) {
+		k, ok := index[h.lock]
+		if !ok {
+			k = len(ts)
+			index[h.lock] = k
 			ts = append(ts, tally{ref: ref, l: h.lock})
 		}
 		ts[k].holds++
-		if results[i] == renewFailed {
+		switch results[i] {
+		case renewFailed:
 			ts[k].failing++
+		case renewRefused:
+			ts[k].refused++
 		}
 	}
 	for _, t := range ts {
 		t.ref.Observe(Event{Kind: EventRenewal, Primitive: t.l.prim.name, Name: t.l.Name(), Key: t.l.key,
-			Holds: t.holds, Failures: t.failing, Duration: d})
+			Holds: t.holds, Failures: t.failing, Refused: t.refused, Duration: d})
 	}
 }
 
@@ -181,8 +186,21 @@ func (l *Lock) observeRelease(ctx context.Context, h *hold, last bool, err error
 	}
 }
 
+// reportLosses tells of the last hold of l that was lost, if not yet. The
+// public calls run it at their end, when they hold no lock of this package.
+func (l *Lock) reportLosses() {
+	l.mu.Lock()
+	h := l.unreported
+	l.unreported = nil
+	l.mu.Unlock()
+	if h != nil {
+		l.lostReport(h)
+	}
+}
+
 // lostReport tells the observer and the logger that h was lost. It must be
-// called without l.mu, once per hold: endLocked arms it.
+// called without any lock of this package held (l.op included); it tells of
+// each hold once: endLocked arms it.
 func (l *Lock) lostReport(h *hold) {
 	l.mu.Lock()
 	report := h.unreported

@@ -44,7 +44,8 @@ import (
 // returning the milliseconds left, -1 for no expiry, -2 when not held.
 type primitive struct {
 	name                   string
-	shared                 bool // a waiter that acquires lets the next one try
+	family                 *primitive // primitives whose Locks lend each other holds; nil: itself
+	shared                 bool       // a waiter that acquires lets the next one try
 	acquire, release       *redis.Script
 	renew, pttl            *redis.Script
 	acquireSHA, releaseSHA any // boxed once for the prebuilt commands
@@ -76,6 +77,15 @@ func newPrimitive(name string, shared bool, acquire, release, renew, pttl *redis
 		acquire: acquire, release: release, renew: renew, pttl: pttl,
 		acquireSHA: acquire.Hash(), releaseSHA: release.Hash(),
 	}
+}
+
+// kin returns the primitive whose Locks lend each other holds through a
+// context as p's do: a mutex's hold is a mutex's, fair or not.
+func (p *primitive) kin() *primitive {
+	if p.family != nil {
+		return p.family
+	}
+	return p
 }
 
 // newScript is redis.NewScript with the release latch's lifetime written

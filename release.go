@@ -26,6 +26,7 @@ import (
 // its loss also asks Redis to delete it, so others need not wait for its
 // expiry.
 func (l *Lock) Release(ctx context.Context) error {
+	defer l.reportLosses()
 	for {
 		l.mu.Lock()
 		own := l.hold
@@ -46,6 +47,7 @@ func (l *Lock) Release(ctx context.Context) error {
 			}
 		}
 		if l.dropBorrow(h) {
+			defer h.lock.reportLosses()
 			return h.lock.releaseLevel(ctx, h)
 		}
 		// Another goroutine released that level meanwhile: look again.
@@ -155,13 +157,15 @@ func (l *Lock) releaseLevel(ctx context.Context, want *hold) error {
 		}
 		return fmt.Errorf("redislock: release of %q not sent, another call on this Lock is still in flight: %w", l.key, err)
 	}
-	defer l.unlockOp()
 	final, h := l.dropLevel(want)
 	if h == nil {
-		return l.notHeld(ctx, want)
+		err := l.notHeld(ctx, want)
+		l.unlockOp()
+		return err
 	}
-
 	n, err := l.sendRelease(ctx, final, h.tokenArg)
+	l.unlockOp()
+	// Told after op is given back: an observer may call into the Lock.
 	l.observeRelease(ctx, h, final, err)
 	if err != nil {
 		if final && isServerError(err) {

@@ -83,7 +83,7 @@ func (o *Observer) Observe(e redislock.Event) {
 			o.holds.Add(ctx, -1, o.attrs(e, prim))
 		}
 	case redislock.EventRenewal:
-		o.renewals.Add(ctx, int64(e.Holds-e.Failures), o.attrs(e, prim))
+		o.renewals.Add(ctx, int64(e.Holds-e.Failures-e.Refused), o.attrs(e, prim))
 		o.failed.Add(ctx, int64(e.Failures), o.attrs(e, prim))
 	case redislock.EventLoss:
 		cause := LossCause(e.Err)

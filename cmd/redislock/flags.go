@@ -60,7 +60,9 @@ func (c *connFlags) client() (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, err
 		}
-		o := &redis.ClusterOptions{Addrs: addrs}
+		// ContextTimeoutEnabled everywhere: --wait and the release's bound
+		// must bound the socket I/O too, also when Redis stops answering.
+		o := &redis.ClusterOptions{Addrs: addrs, ContextTimeoutEnabled: true}
 		if c.urlSet {
 			o.Username, o.Password, o.TLSConfig = u.Username, u.Password, cloneTLS(u.TLSConfig)
 		}
@@ -70,12 +72,13 @@ func (c *connFlags) client() (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, err
 		}
-		o := &redis.FailoverOptions{MasterName: c.master, SentinelAddrs: addrs}
+		o := &redis.FailoverOptions{MasterName: c.master, SentinelAddrs: addrs, ContextTimeoutEnabled: true}
 		if c.urlSet {
 			o.Username, o.Password, o.DB, o.TLSConfig = u.Username, u.Password, u.DB, cloneTLS(u.TLSConfig)
 		}
 		return redis.NewFailoverClient(o), nil
 	}
+	u.ContextTimeoutEnabled = true
 	return redis.NewClient(u), nil
 }
 
