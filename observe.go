@@ -11,8 +11,11 @@ import (
 // acquire call, each release, each renewal round that renews the Lock, and
 // each loss. Observe is called synchronously on the goroutine that did the
 // work (the caller's, or the heartbeat's for renewals and losses found by
-// it), never with a lock of this package held; it must be fast and must not
-// block, since the heartbeat's round waits for it. Events carry the lock's
+// it), never with a lock of this package held, so it may call the Lock; it
+// must be fast, must not block, since the heartbeat's round waits for it,
+// and must not panic (on the heartbeat's goroutine a panic ends the
+// process; on a caller's it reaches the caller, after WithLock has given
+// back its level). Events carry the lock's
 // name; leave it out of metric labels unless names are few.
 type Observer interface {
 	Observe(Event)
