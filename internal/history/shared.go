@@ -1,14 +1,10 @@
 package history
 
 import (
-	"bufio"
 	"cmp"
-	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -62,85 +58,7 @@ type SharedHold struct {
 
 // A SharedRecorder collects shared holds and operations from many
 // goroutines, and hands them between processes as JSON lines.
-type SharedRecorder struct {
-	mu    sync.Mutex
-	holds []SharedHold
-	ops   []SharedOp
-}
-
-// AddHold records a finished hold.
-func (r *SharedRecorder) AddHold(h SharedHold) {
-	r.mu.Lock()
-	r.holds = append(r.holds, h)
-	r.mu.Unlock()
-}
-
-// AddOp records a finished operation.
-func (r *SharedRecorder) AddOp(op SharedOp) {
-	r.mu.Lock()
-	r.ops = append(r.ops, op)
-	r.mu.Unlock()
-}
-
-// Holds returns a copy of the recorded holds.
-func (r *SharedRecorder) Holds() []SharedHold {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.holds)
-}
-
-// Ops returns a copy of the recorded operations.
-func (r *SharedRecorder) Ops() []SharedOp {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.ops)
-}
-
-type sharedRecord struct {
-	Hold *SharedHold `json:"h,omitempty"`
-	Op   *SharedOp   `json:"op,omitempty"`
-}
-
-// WriteTo writes the record as JSON lines.
-func (r *SharedRecorder) WriteTo(w io.Writer) (int64, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	cw := &countWriter{w: w}
-	bw := bufio.NewWriter(cw)
-	enc := json.NewEncoder(bw)
-	for i := range r.holds {
-		if err := enc.Encode(sharedRecord{Hold: &r.holds[i]}); err != nil {
-			return cw.n, err
-		}
-	}
-	for i := range r.ops {
-		if err := enc.Encode(sharedRecord{Op: &r.ops[i]}); err != nil {
-			return cw.n, err
-		}
-	}
-	err := bw.Flush()
-	return cw.n, err
-}
-
-// ReadFrom adds the records that [SharedRecorder.WriteTo] wrote.
-func (r *SharedRecorder) ReadFrom(rd io.Reader) (int64, error) {
-	cr := &countReader{r: rd}
-	dec := json.NewDecoder(bufio.NewReader(cr))
-	for {
-		var rec sharedRecord
-		if err := dec.Decode(&rec); err == io.EOF {
-			return cr.n, nil
-		} else if err != nil {
-			return cr.n, err
-		}
-		switch {
-		case rec.Hold != nil:
-			r.AddHold(*rec.Hold)
-		case rec.Op != nil:
-			r.AddOp(*rec.Op)
-		}
-	}
-}
+type SharedRecorder = Log[SharedHold, SharedOp]
 
 // An Excess is a moment when more holds of a key were live than allowed:
 // Holds are the live ones (different clients; for an RW lock, the write
