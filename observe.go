@@ -155,11 +155,14 @@ func observeRenewals(holds []*hold, results []renewResult, d time.Duration) {
 		holds, failing, refused int
 	}
 	var ts []tally
-	index := map[*Lock]int{}
+	var index map[*Lock]int // made for the first observed hold only
 	for i, h := range holds {
 		ref := h.lock.opts.observer
 		if ref == nil || results[i] == renewGone {
 			continue
+		}
+		if index == nil {
+			index = make(map[*Lock]int)
 		}
 		k, ok := index[h.lock]
 		if !ok {
