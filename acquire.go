@@ -26,6 +26,7 @@ import (
 // on a Lock that holds such a borrowed level. A borrowed level belongs to
 // the hold it came from: it ends when that hold ends.
 func (l *Lock) Acquire(ctx context.Context) error {
+	defer l.reportLosses()
 	if l.opts.observer == nil {
 		_, err := l.acquire(ctx)
 		return err
@@ -42,7 +43,7 @@ func (l *Lock) acquire(ctx context.Context) (*hold, error) {
 		return h, l.borrow(ctx, h)
 	}
 	if l.opts.waitSet && l.opts.waitTimeout == 0 {
-		h, _, err := l.attempt(ctx)
+		h, _, err := l.attempt(ctx, false)
 		if h == nil && err == nil {
 			err = errors.Join(ErrNotAcquired, context.DeadlineExceeded)
 		}
@@ -55,17 +56,23 @@ func (l *Lock) acquire(ctx context.Context) (*hold, error) {
 	}
 	if l.prim.fair {
 		// Try at once: the queue in Redis keeps the order.
-		h, _, err := l.attempt(ctx)
+		h, _, err := l.attempt(ctx, true)
 		if h != nil || (err != nil && !retryable(err)) {
+			if err != nil && !isServerError(err) {
+				l.leave(ctx) // the request may have queued this Lock
+			}
 			return h, err
 		}
 		return l.waitFair(ctx)
 	}
 	// Try at once, unless others in this process already wait for the lock:
 	// then queue behind them.
-	if l.holding() || !queued(l.client, l.channel) {
-		h, _, err := l.attempt(ctx)
+	if l.holding() || (l.bypass != nil && l.bypass()) || !queued(l.client, l.channel) {
+		h, _, err := l.attempt(ctx, true)
 		if h != nil || (err != nil && !retryable(err)) {
+			if err != nil && !isServerError(err) {
+				l.leave(ctx) // the request may have left a writer's mark
+			}
 			return h, err
 		}
 	}
@@ -84,6 +91,7 @@ func (l *Lock) holding() bool {
 // attempt is sent (also while another call on the same Lock is in flight)
 // it returns an error matching ErrNotAcquired and the context error.
 func (l *Lock) TryAcquire(ctx context.Context) (bool, error) {
+	defer l.reportLosses()
 	var start time.Time
 	if l.opts.observer != nil {
 		start = time.Now()
@@ -95,7 +103,7 @@ func (l *Lock) TryAcquire(ctx context.Context) (bool, error) {
 			h = lh
 		}
 	} else {
-		h, _, err = l.attempt(ctx)
+		h, _, err = l.attempt(ctx, false)
 	}
 	if l.opts.observer != nil {
 		l.observeAcquire(ctx, start, h, err)
@@ -140,10 +148,11 @@ func (l *Lock) lockOp(ctx context.Context) error {
 func (l *Lock) unlockOp() { <-l.op }
 
 // attempt sends one acquire request for the own hold: a re-entry when
-// there is one, a fresh acquire otherwise. It returns the hold when this
+// there is one, a fresh acquire otherwise; waiting says whether a refused
+// caller will wait (a fair lock queues it). It returns the hold when this
 // Lock holds the lock afterwards and, if not, the other holder's remaining
 // lease.
-func (l *Lock) attempt(ctx context.Context) (*hold, time.Duration, error) {
+func (l *Lock) attempt(ctx context.Context, waiting bool) (*hold, time.Duration, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, 0, errors.Join(ErrNotAcquired, ctxErr(ctx))
 	}
@@ -169,16 +178,16 @@ func (l *Lock) attempt(ctx context.Context) (*hold, time.Duration, error) {
 	}
 
 	start := time.Now()
-	g, err := l.runAcquire(ctx, "0")
+	g, err := l.runAcquire(ctx, "0", waiting)
 	if err != nil {
-		if !l.opts.ownerSet && !isServerError(err) {
+		if l.opts.ownerUnique && !isServerError(err) {
 			// The request may have taken the lock before it failed. The owner
 			// is unique to this Lock, which holds nothing: giving up whatever
 			// hold of this owner the key has is safe.
 			_, _ = l.sendRelease(ctx, true, "0")
 		}
 		if ctx.Err() != nil {
-			err = errors.Join(ErrNotAcquired, err)
+			err = errors.Join(ErrNotAcquired, ctxErr(ctx), err)
 		}
 		return nil, 0, err
 	}
@@ -216,10 +225,10 @@ func (l *Lock) attempt(ctx context.Context) (*hold, time.Duration, error) {
 // reenter takes another level of the own hold h; op must be held.
 func (l *Lock) reenter(ctx context.Context, h *hold) (*hold, time.Duration, error) {
 	start := time.Now()
-	g, err := l.runAcquire(ctx, h.tokenArg)
+	g, err := l.runAcquire(ctx, h.tokenArg, false)
 	if err != nil {
 		if ctx.Err() != nil {
-			err = errors.Join(ErrNotAcquired, err)
+			err = errors.Join(ErrNotAcquired, ctxErr(ctx), err)
 		}
 		return nil, 0, err
 	}

@@ -38,7 +38,10 @@ func (l *Lock) lenderHold(ctx context.Context) *hold {
 		if lender == l {
 			break
 		}
-		if lender.key == l.key && lender.client == l.client && lender.prim == l.prim {
+		if lender.key == l.key && lender.client == l.client && lender.prim.kin() == l.prim.kin() && lender.limit == l.limit {
+			if e.hold.isEnded() {
+				break // a WithLock that has returned: acquire as if ctx carried nothing
+			}
 			return e.hold
 		}
 	}
@@ -49,20 +52,15 @@ func (l *Lock) lenderHold(ctx context.Context) *hold {
 }
 
 // detach returns a context that keeps ctx's values but not its cancellation
-// or deadline, with a deadline timeout from now instead. A context that can
-// never be cancelled is returned as it is: the client's own timeouts bound
-// the request.
+// or deadline, with a deadline timeout from now instead, also for a ctx that
+// has none: with ContextTimeoutEnabled and no ReadTimeout, that deadline is
+// the only bound.
 //
 // The deadline is only advisory: go-redis bounds its socket I/O by it when
 // the client has ContextTimeoutEnabled (otherwise by its ReadTimeout and
 // WriteTimeout), and nothing else needs to be told when it passes, so no
 // timer is started.
 func detach(ctx context.Context, timeout time.Duration) context.Context {
-	if ctx.Done() == nil {
-		if _, ok := ctx.Deadline(); !ok {
-			return ctx
-		}
-	}
 	return detached{ctx: ctx, deadline: time.Now().Add(timeout)}
 }
 

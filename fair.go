@@ -1,7 +1,6 @@
 package redislock
 
 import (
-	"context"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,7 +31,10 @@ var fairMutex = &primitive{
 	acquire: fairAcquireScript, release: fairReleaseScript,
 	renew: extendScript, pttl: pttlScript,
 	acquireSHA: fairAcquireScript.Hash(), releaseSHA: fairReleaseScript.Hash(),
-	fair: true,
+	family:  mutex,
+	fair:    true,
+	waitArg: true,
+	leave:   fairLeaveScript,
 	extraKeys: func(key string) []string {
 		return []string{slotName(key, "queue:"+key), slotName(key, "waiters:"+key)}
 	},
@@ -58,34 +60,21 @@ end
 // primitive and mutex.go for the conventions and the lock hash):
 //
 //	KEYS[3] the queue's order, KEYS[4] the waiters' leases
-//	ARGV[4] the waiter lease in ms
+//	ARGV[4] the waiter lease in ms, or 0 for a caller that will not wait
+//	(it is refused without being queued)
 //
 // A fresh acquire takes a free lock only when the queue is empty or the
 // caller is at its head; otherwise it queues the caller (or renews its
 // waiter lease) and returns, negated, how long to wait before trying again:
 // the holder's remaining lease for the head, a third of the waiter lease
 // for the others. A re-entry is the mutex's.
-var fairAcquireScript = newScript(fairScriptHead + `
-if ARGV[2] ~= '0' then
-  local v = redis.pcall('hmget', KEYS[1], 'owner', 'count', 'token')
-  if v.err then
-    return redis.error_reply('WRONGTYPE lock key ' .. KEYS[1] .. ' is not a lock hash')
-  end
-  if v[1] ~= ARGV[1] or tonumber(v[3]) ~= tonumber(ARGV[2]) then
-    return 0
-  end
-  local n = tonumber(v[2])
-  if n == nil or n ~= n or n < 1 or n >= 2^53 or n ~= math.floor(n) then
-    return redis.error_reply('WRONGTYPE lock key ' .. KEYS[1] .. ' has a count that is not a positive integer')
-  end
-  redis.call('hset', KEYS[1], 'count', n + 1)
-  if redis.call('pttl', KEYS[1]) < tonumber(ARGV[3]) then
-    redis.call('pexpire', KEYS[1], ARGV[3])
-  end
-  return tonumber(ARGV[2])
-end
+var fairAcquireScript = newScript(acquirePrelude + mutexReentrySource + fairScriptHead + `
 local lease = tonumber(ARGV[4])
+local third = math.max(math.floor(lease / 3), 1)
 local function queue(wait)
+  if lease == 0 then
+    return -math.max(wait, 1)
+  end
   redis.call('zadd', KEYS[3], 'NX', tonumber(t[1]) * 1000000 + tonumber(t[2]), ARGV[1])
   redis.call('zadd', KEYS[4], now + lease, ARGV[1])
   redis.call('pexpire', KEYS[3], 2 * lease)
@@ -97,10 +86,10 @@ local stale = false
 if redis.call('exists', KEYS[1]) == 1 then
   local owner = redis.pcall('hget', KEYS[1], 'owner')
   if type(owner) == 'table' then
-    return redis.error_reply('WRONGTYPE lock key ' .. KEYS[1] .. ' is not a lock hash')
+    return failed(owner, 'lock key ' .. KEYS[1] .. ' is not a lock hash')
   end
   if owner ~= ARGV[1] then
-    local wait = math.floor(lease / 3)
+    local wait = third
     if head == nil or head == ARGV[1] then
       local ttl = redis.call('pttl', KEYS[1])
       if ttl >= 0 then
@@ -109,20 +98,21 @@ if redis.call('exists', KEYS[1]) == 1 then
     end
     return queue(wait)
   end
-  -- A hold of this owner that its Lock has given up: nobody else can have
-  -- the lock meanwhile, so a new hold replaces it whatever the queue says.
+  -- A hold of this owner that its Lock has given up: with nobody queued
+  -- before it, a new hold replaces it; otherwise it goes, and the caller
+  -- waits its turn.
   stale = true
+  if head ~= nil and head ~= ARGV[1] then
+    redis.call('del', KEYS[1])
+    return queue(third)
+  end
 end
 if not stale and head ~= nil and head ~= ARGV[1] then
-  return queue(math.floor(lease / 3))
+  return queue(third)
 end
-local token = redis.pcall('incr', KEYS[2])
-if type(token) == 'table' then
-  return redis.error_reply('WRONGTYPE fencing counter ' .. KEYS[2] .. ' is not an integer')
-end
-if token == 1 then
-  token = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  redis.call('set', KEYS[2], token)
+local token, err = nexttoken()
+if err then
+  return err
 end
 if head ~= nil then
   redis.call('zrem', KEYS[3], ARGV[1])
@@ -159,31 +149,17 @@ return n - 1
 `)
 
 // fairLeaveScript takes a waiter that gives up out of the queue, and if it
-// was the head of a free lock's queue, announces the next head.
-//
-//	KEYS[1] lock key, KEYS[2] queue order, KEYS[3] waiters' leases
-//	ARGV[1] owner, ARGV[2] channel, ARGV[3] "publish" or "spublish"
+// was the head of a free lock's queue, announces the next head (see
+// primitive.leave; KEYS as for fairAcquireScript).
 var fairLeaveScript = redis.NewScript(`
-local head = redis.call('zrange', KEYS[2], 0, 0)[1]
-redis.call('zrem', KEYS[2], ARGV[1])
+local head = redis.call('zrange', KEYS[3], 0, 0)[1]
 redis.call('zrem', KEYS[3], ARGV[1])
+redis.call('zrem', KEYS[4], ARGV[1])
 if head == ARGV[1] and redis.call('exists', KEYS[1]) == 0 then
-  local next = redis.call('zrange', KEYS[2], 0, 0)[1]
+  local next = redis.call('zrange', KEYS[3], 0, 0)[1]
   if next then
     redis.call(ARGV[3], ARGV[2], next)
   end
 end
 return 0
 `)
-
-// leaveQueue takes l out of its fair queue after a wait that did not get
-// the lock, so that the waiters behind it need not wait for its waiter
-// lease to end. It is best effort, detached from ctx's cancellation.
-func (l *Lock) leaveQueue(ctx context.Context) {
-	pub := "publish"
-	if _, ok := l.client.(*redis.ClusterClient); ok {
-		pub = "spublish"
-	}
-	keys := []string{l.key, l.acquireKeys[2], l.acquireKeys[3]}
-	_ = fairLeaveScript.Run(detach(ctx, DefaultReleaseTimeout), l.client, keys, l.owner, l.channel, pub).Err()
-}

@@ -188,3 +188,35 @@ func evalshaCalls(t *testing.T, c *redis.Client) int64 {
 	}
 	return 0
 }
+
+// TryAcquire and a zero wait timeout never wait, so they do not queue: a
+// waiter that does is served right after the release, not after their
+// waiter lease.
+func TestFairTryAcquireDoesNotQueue(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	holder := newLock(t, c, "try", redislock.WithFair())
+	require.NoError(t, holder.Acquire(ctx))
+	try := newLock(t, srv.Client(t), "try", redislock.WithFair())
+	ok, err := try.TryAcquire(ctx)
+	require.NoError(t, err)
+	assert.False(t, ok)
+	once := newLock(t, srv.Client(t), "try", redislock.WithFair(), redislock.WithWaitTimeout(0))
+	assert.ErrorIs(t, once.Acquire(ctx), redislock.ErrNotAcquired)
+	queue, _ := redislock.FairQueueKeys(holder.Key())
+	assert.Zero(t, c.Exists(ctx, queue).Val(), "a caller that does not wait is not queued")
+
+	waiter := newLock(t, srv.Client(t), "try", redislock.WithFair())
+	got := make(chan time.Time, 1)
+	go func() {
+		if assert.NoError(t, waiter.Acquire(ctx)) {
+			got <- time.Now()
+		}
+	}()
+	eventually(t, 2*time.Second, func() bool { return c.ZCard(ctx, queue).Val() == 1 }, "the waiter queued")
+	released := time.Now()
+	require.NoError(t, holder.Release(ctx))
+	assert.Less(t, (<-got).Sub(released), 500*time.Millisecond)
+	require.NoError(t, waiter.Release(ctx))
+}

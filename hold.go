@@ -130,12 +130,12 @@ var (
 
 // loseUnlock ends hold h as lost (if it has not ended yet), unlocks l.mu,
 // which must be held, and stops renewing h. It returns the error a call
-// that needs the hold reports.
+// that needs the hold reports. The loss is told to the observer and logger
+// later, by reportLosses, once no lock of this package is held.
 func (l *Lock) loseUnlock(h *hold, cause error) error {
 	l.loseLocked(h, cause)
 	err := h.notHeldErr()
 	l.mu.Unlock()
-	l.lostReport(h)
 	l.unschedule(h)
 	return err
 }
@@ -154,6 +154,9 @@ func (l *Lock) loseLocked(h *hold, cause error) {
 func (l *Lock) endLocked(h *hold, cause error) {
 	h.ended, h.cause = true, cause
 	h.unreported = cause != nil
+	if cause != nil {
+		l.unreported = h
+	}
 	if cause == errExpired {
 		// Redis did not say the key is gone: give it back when next asked
 		// to release, so that others need not wait for its expiry.

@@ -239,7 +239,7 @@ func TestWrongTypeLatchDoesNotBreakRelease(t *testing.T) {
 	l := newLock(t, c, "latched")
 	require.NoError(t, l.Acquire(ctx))
 	require.NoError(t, l.Release(ctx))
-	latches, err := c.Keys(ctx, "redislock:{*}:released:"+l.Key()).Result()
+	latches, err := c.Keys(ctx, "redislock:{*}:released:"+l.Key()+":*").Result()
 	require.NoError(t, err)
 	require.Len(t, latches, 1)
 	require.NoError(t, c.Del(ctx, latches[0]).Err())

@@ -17,8 +17,10 @@ import (
 // holds a level borrowed through a context, it extends the lender's hold,
 // and 0 means the lender's TTL.
 func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
+	defer l.reportLosses()
 	h := l.current()
 	if h != nil && h.lock != l {
+		defer h.lock.reportLosses()
 		return h.lock.extendHold(ctx, h, ttl) // the lender's TTL is the default
 	}
 	return l.extendHold(ctx, h, ttl)
@@ -88,8 +90,10 @@ func (l *Lock) extendHold(ctx context.Context, want *hold, ttl time.Duration) er
 // or a negative duration if the key has no expiry. It returns ErrNotHeld
 // (joined with the loss cause, if any) when this owner does not hold the key.
 func (l *Lock) TTL(ctx context.Context) (time.Duration, error) {
+	defer l.reportLosses()
 	h := l.current()
 	if h != nil && h.lock != l {
+		defer h.lock.reportLosses()
 		return h.lock.ttlOf(ctx, h)
 	}
 	return l.ttlOf(ctx, h)

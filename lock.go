@@ -37,19 +37,26 @@ type Lock struct {
 
 	// guard, when set, refuses a fresh acquire that could never succeed.
 	guard func() error
+	limit int // a semaphore's; 0 for the others
+	// waitArg is the primitive's waitArg value, for a caller that waits.
+	waitArg any
+	// bypass, when set and true, lets an acquire try at once and out of
+	// turn: a downgrade, which its own writer's hold lets through.
+	bypass func() bool
 
 	// op serialises this Lock's requests to Redis, so that the local count
 	// and the stored one change in the same order. It is held across round
 	// trips (mu is not), and waiting for it respects the caller's context.
 	op chan struct{}
 
-	mu        sync.Mutex
-	hold      *hold           // the own hold, nil when none
-	borrows   []*hold         // levels of other Locks' holds taken through a context, oldest first
-	stale     *hold           // the last hold lost while its key may still be on the server
-	lost      <-chan struct{} // what Lost returns when there is no hold
-	lostCause error           // why the last own hold was lost, until the next acquire
-	deadline  *time.Timer     // fires at the own hold's validity deadline
+	mu         sync.Mutex
+	hold       *hold           // the own hold, nil when none
+	borrows    []*hold         // levels of other Locks' holds taken through a context, oldest first
+	stale      *hold           // the last hold lost while its key may still be on the server
+	unreported *hold           // the last hold lost, until reportLosses tells of it
+	lost       <-chan struct{} // what Lost returns when there is no hold
+	lostCause  error           // why the last own hold was lost, until the next acquire
+	deadline   *time.Timer     // fires at the own hold's validity deadline
 }
 
 // New returns a mutex: a Lock on the key prefix+name that one owner holds
@@ -59,8 +66,13 @@ func New(client redis.UniversalClient, name string, opts ...Option) (*Lock, erro
 	return newLock(client, name, mutex, opts, nil)
 }
 
-// fairExtra is the fair mutex's own acquire argument: the waiter lease.
-var fairExtra = []any{DefaultWaiterTTL.Milliseconds()}
+// fairExtra is the fair mutex's own acquire argument: the waiter lease;
+// noWait takes the place of a primitive's waitArg for a caller that will
+// not wait.
+var (
+	fairExtra     = []any{DefaultWaiterTTL.Milliseconds()}
+	noWait    any = int64(0)
+)
 
 // newLock returns a Lock of primitive p. extra are p's own acquire
 // arguments (at most maxExtra).
@@ -89,17 +101,15 @@ func newLock(client redis.UniversalClient, name string, p *primitive, opts []Opt
 		}
 	}
 	if !o.ownerSet {
-		o.owner = uuid.NewString()
+		o.owner, o.ownerUnique = uuid.NewString(), true
 	}
 	l.key, l.owner, l.ttlMs = o.prefix+name, o.owner, o.ttl.Milliseconds()
 	l.op = make(chan struct{}, 1)
 	names := derivedNames(l.key)
 	l.channel, l.fence, l.latch = names.channel, names.fence, names.latch
-	if p.shared {
-		// Several owners release in turn: a latch per owner, so that one's
-		// retried release does not find another's token.
-		l.latch += ":" + l.owner
-	}
+	// A latch per owner: a release retried after its reply was lost must
+	// find its own token, not that of a holder who came and went meanwhile.
+	l.latch += ":" + l.owner
 	// The commands live in the Lock and point to its fields, so that they
 	// cost no allocation of their own: New is paid by every lock name in
 	// the one-Lock-per-entity pattern. go-redis reads *string and *int64
@@ -125,6 +135,9 @@ func newLock(client redis.UniversalClient, name string, p *primitive, opts []Opt
 	}
 	l.tokenArg = len(acquire) + 1
 	l.acquireCmd = append(append(acquire, &l.owner, "0", &l.ttlMs), extra...)
+	if p.waitArg {
+		l.waitArg = extra[len(extra)-1]
+	}
 	l.releaseCmd = append(release, &l.owner, "0", "0", &l.channel, pub)
 	return l, nil
 }
@@ -202,8 +215,10 @@ func (l *Lock) Count() int {
 // seen: that, not the lease, makes a stalled former holder harmless. Tokens
 // come with the acquire round trip. They can go backwards only if Redis
 // loses the counter's last increment (a failover to a replica that had not
-// received it, see [WithMinReplicas]), or if the counter was lost and the
-// server's clock, from which a new counter starts, was set back.
+// received it, see [WithMinReplicas]), if the counter was lost and the
+// server's clock, from which a new counter starts, was set back, or on a
+// redis.Ring whose shards change: each shard counts for itself, so a name
+// that moves to another shard may meet a lower count there.
 func (l *Lock) Token() int64 {
 	h := l.current()
 	if h == nil {

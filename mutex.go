@@ -47,56 +47,27 @@ var mutex = newPrimitive("mutex", false, acquireScript, releaseScript, extendScr
 // integer fails the call with an error starting "WRONGTYPE" naming the key.
 // Errors other than a wrong type (READONLY on a replica, OOM) are returned
 // as they are. A hash without an owner field is someone else's.
-var acquireScript = newScript(`
-local function failed(reply, what)
-  if string.sub(reply.err, 1, 9) == 'WRONGTYPE' or string.find(reply.err, 'not an integer', 1, true) then
-    return redis.error_reply('WRONGTYPE ' .. what)
+var acquireScript = newScript(acquirePrelude + mutexReentrySource + `
+if redis.call('exists', KEYS[1]) == 1 then
+  local owner = redis.pcall('hget', KEYS[1], 'owner')
+  if type(owner) == 'table' then
+    return failed(owner, 'lock key ' .. KEYS[1] .. ' is not a lock hash')
   end
-  return reply
-end
-if ARGV[2] == '0' then
-  if redis.call('exists', KEYS[1]) == 1 then
-    local owner = redis.pcall('hget', KEYS[1], 'owner')
-    if type(owner) == 'table' then
-      return failed(owner, 'lock key ' .. KEYS[1] .. ' is not a lock hash')
+  if owner ~= ARGV[1] then
+    local ttl = redis.call('pttl', KEYS[1])
+    if ttl >= 0 then
+      return -math.max(ttl, 1)
     end
-    if owner ~= ARGV[1] then
-      local ttl = redis.call('pttl', KEYS[1])
-      if ttl >= 0 then
-        return -math.max(ttl, 1)
-      end
-      return 0
-    end
+    return 0
   end
-  local token = redis.pcall('incr', KEYS[2])
-  if type(token) == 'table' then
-    return failed(token, 'fencing counter ' .. KEYS[2] .. ' is not an integer')
-  end
-  if token == 1 then
-    local now = redis.call('time')
-    token = tonumber(now[1]) * 1000000 + tonumber(now[2])
-    redis.call('set', KEYS[2], token)
-  end
-  redis.call('hset', KEYS[1], 'owner', ARGV[1], 'count', 1, 'token', token)
-  redis.call('pexpire', KEYS[1], ARGV[3])
-  return token
 end
-local v = redis.pcall('hmget', KEYS[1], 'owner', 'count', 'token')
-if v.err then
-  return failed(v, 'lock key ' .. KEYS[1] .. ' is not a lock hash')
+local token, err = nexttoken()
+if err then
+  return err
 end
-if v[1] ~= ARGV[1] or tonumber(v[3]) ~= tonumber(ARGV[2]) then
-  return 0
-end
-local n = tonumber(v[2])
-if n == nil or n ~= n or n < 1 or n >= 2^53 or n ~= math.floor(n) then
-  return redis.error_reply('WRONGTYPE lock key ' .. KEYS[1] .. ' has a count that is not a positive integer')
-end
-redis.call('hset', KEYS[1], 'count', n + 1)
-if redis.call('pttl', KEYS[1]) < tonumber(ARGV[3]) then
-  redis.call('pexpire', KEYS[1], ARGV[3])
-end
-return tonumber(ARGV[2])
+redis.call('hset', KEYS[1], 'owner', ARGV[1], 'count', 1, 'token', token)
+redis.call('pexpire', KEYS[1], ARGV[3])
+return token
 `)
 
 // releaseScript gives up one reentrant level of a hold.

@@ -109,8 +109,11 @@ type waiter struct {
 }
 
 // notifyLinger is how long a release channel stays subscribed after its last
-// waiter left, and so how long the connection stays open after the last one.
-var notifyLinger = time.Second
+// waiter left, and so how long the connection stays open after the last one
+// (in nanoseconds; tests shorten it).
+var notifyLinger atomic.Int64
+
+func init() { notifyLinger.Store(int64(time.Second)) }
 
 // waiting counts the waiters of the process, so an uncontended Acquire can
 // skip looking for a queue to join.
@@ -128,7 +131,7 @@ func notifierLocked(client redis.UniversalClient) *notifier {
 	if n == nil {
 		n = &notifier{
 			client: client,
-			linger: notifyLinger,
+			linger: time.Duration(notifyLinger.Load()),
 			queues: make(map[string]*waitQueue),
 			conns:  make(map[string]*subConn),
 			kick:   make(chan struct{}, 1),
@@ -759,6 +762,20 @@ func (n *notifier) relocationsLocked() ([]relocation, []*subConn) {
 		}
 	}
 	return work, resub
+}
+
+// yield moves w, at the head of its queue, behind the other waiters, and
+// wakes the new head.
+func (n *notifier) yield(w *waiter) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	q := w.q
+	if len(q.waiters) < 2 || q.waiters[0] != w {
+		return
+	}
+	copy(q.waiters, q.waiters[1:])
+	q.waiters[len(q.waiters)-1] = w
+	q.waiters[0].signal()
 }
 
 // released wakes the head waiter of channel, or the waiter of owner next

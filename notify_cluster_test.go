@@ -45,8 +45,7 @@ func TestNotifierCluster(t *testing.T) {
 	// channel stays subscribed, and the connection's reader goes on at once
 	// with the messages of other locks.
 	t.Run("own unsubscribe is not a slot move", func(t *testing.T) {
-		defer func(d time.Duration) { notifyLinger = d }(notifyLinger)
-		notifyLinger = 100 * time.Millisecond
+		setNotifyLinger(t, 100*time.Millisecond)
 		holders, c := cl.Client(t), cl.Client(t)
 		const a, b = "own{x}:a", "own{x}:b" // one slot
 		holdA := mustNew(t, holders, a, WithoutHeartbeat(), WithTTL(time.Minute))
@@ -202,8 +201,7 @@ func TestNotifierClusterSlots(t *testing.T) {
 	}
 
 	t.Run("idle channels unsubscribed", func(t *testing.T) {
-		defer func(d time.Duration) { notifyLinger = d }(notifyLinger)
-		notifyLinger = 100 * time.Millisecond
+		setNotifyLinger(t, 100*time.Millisecond)
 		holders, c := cl.Client(t), cl.Client(t)
 		// A waiter that stays keeps the connection open.
 		keepers, kept := waitOn(t, c, holders, pairs[1][:1])
@@ -221,7 +219,7 @@ func TestNotifierClusterSlots(t *testing.T) {
 		for _, d := range done {
 			require.ErrorIs(t, (<-d).err, context.Canceled)
 		}
-		waitFor(t, 20*notifyLinger, func() bool { return len(shardChannelsOn(t, master)) == 1 },
+		waitFor(t, 20*time.Duration(notifyLinger.Load()), func() bool { return len(shardChannelsOn(t, master)) == 1 },
 			"idle channels of two slots unsubscribed on the server")
 		assert.Equal(t, []string{keepers[0].channel}, shardChannelsOn(t, master))
 		releaseSilently(t, holders, keepers[0], kept[0])

@@ -150,8 +150,7 @@ func TestRingWaiterWokenByRelease(t *testing.T) {
 // do the releases of their locks: a waiter subscribed on the dead shard is
 // subscribed on the new one, and tries again once it is.
 func TestRingWaiterFollowsADroppedShard(t *testing.T) {
-	defer func(d time.Duration) { notifyLinger = d }(notifyLinger)
-	notifyLinger = 100 * time.Millisecond
+	setNotifyLinger(t, 100*time.Millisecond)
 	newRing, servers := startRing(t, 3)
 	fast := func(o *redis.RingOptions) { o.HeartbeatFrequency = 50 * time.Millisecond }
 	holders, waiters := newRing(fast), newRing(fast)

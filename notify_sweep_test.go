@@ -14,12 +14,11 @@ import (
 	"github.com/redislock/redislock/internal/redistest"
 )
 
-// Idle release channels are unsubscribed notifyLinger after their last
+// Idle release channels are unsubscribed the linger after their last
 // waiter left, however often other locks of the same client see brief
 // contention meanwhile.
 func TestIdleChannelsUnsubscribedUnderChurn(t *testing.T) {
-	defer func(d time.Duration) { notifyLinger = d }(notifyLinger)
-	notifyLinger = 200 * time.Millisecond
+	setNotifyLinger(t, 200*time.Millisecond)
 	srv := redistest.Start(t)
 	admin := srv.Client(t)
 	holders := srv.Client(t)
@@ -59,7 +58,7 @@ func TestIdleChannelsUnsubscribedUnderChurn(t *testing.T) {
 	churned := make(chan struct{})
 	go func() {
 		defer close(churned)
-		tick := time.NewTicker(notifyLinger / 4)
+		tick := time.NewTicker(time.Duration(notifyLinger.Load()) / 4)
 		defer tick.Stop()
 		for range 1000 { // bounded; the test stops it long before
 			if err := churner.Acquire(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -77,7 +76,7 @@ func TestIdleChannelsUnsubscribedUnderChurn(t *testing.T) {
 	cancel()
 	wg.Wait()
 	idle := time.Now()
-	deadline := idle.Add(10 * notifyLinger)
+	deadline := idle.Add(10 * time.Duration(notifyLinger.Load()))
 	for {
 		chans, err := admin.PubSubChannels(ctx, "*").Result()
 		require.NoError(t, err)
@@ -86,9 +85,9 @@ func TestIdleChannelsUnsubscribedUnderChurn(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%d channels still subscribed %v after their last waiter left (linger %v), while another lock churns",
-				len(chans), time.Since(idle), notifyLinger)
+				len(chans), time.Since(idle), time.Duration(notifyLinger.Load()))
 		}
 		time.Sleep(time.Millisecond)
 	}
-	t.Logf("idle channels unsubscribed %v after their last waiter left (linger %v)", time.Since(idle), notifyLinger)
+	t.Logf("idle channels unsubscribed %v after their last waiter left (linger %v)", time.Since(idle), time.Duration(notifyLinger.Load()))
 }

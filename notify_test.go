@@ -166,8 +166,7 @@ func TestOneSubscriptionConnectionPerClient(t *testing.T) {
 }
 
 func TestCancelledWaitersLeaveNothingBehind(t *testing.T) {
-	defer func(d time.Duration) { notifyLinger = d }(notifyLinger)
-	notifyLinger = 50 * time.Millisecond
+	setNotifyLinger(t, 50*time.Millisecond)
 	srv := redistest.Start(t)
 	admin := srv.Client(t)
 	c := srv.Client(t)
@@ -278,4 +277,11 @@ func TestLocalWaitersFIFO(t *testing.T) {
 	require.NoError(t, holder.Release(ctx))
 	wg.Wait()
 	assert.Equal(t, []int{0, 1, 2, 3, 4, 5}, order)
+}
+
+// setNotifyLinger sets notifyLinger for notifiers made during the test.
+func setNotifyLinger(t *testing.T, d time.Duration) {
+	t.Helper()
+	old := notifyLinger.Swap(int64(d))
+	t.Cleanup(func() { notifyLinger.Store(old) })
 }

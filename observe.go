@@ -11,8 +11,11 @@ import (
 // acquire call, each release, each renewal round that renews the Lock, and
 // each loss. Observe is called synchronously on the goroutine that did the
 // work (the caller's, or the heartbeat's for renewals and losses found by
-// it), never with a lock of this package held; it must be fast and must not
-// block, since the heartbeat's round waits for it. Events carry the lock's
+// it), never with a lock of this package held, so it may call the Lock; it
+// must be fast, must not block, since the heartbeat's round waits for it,
+// and must not panic (on the heartbeat's goroutine a panic ends the
+// process; on a caller's it reaches the caller, after WithLock has given
+// back its level). Events carry the lock's
 // name; leave it out of metric labels unless names are few.
 type Observer interface {
 	Observe(Event)
@@ -69,7 +72,10 @@ func (o Outcome) String() string {
 }
 
 // An Event is one thing a Lock did. Fields that do not apply to its Kind
-// are zero.
+// are zero. A hold's end is reported once: by an EventRelease with Last,
+// or by an EventLoss — except for a last release that finds the hold
+// already gone from the server, which reports both (the release, then the
+// loss it found).
 type Event struct {
 	Kind      EventKind
 	Primitive string // "mutex", "fair mutex", "semaphore", "rwlock-reader" or "rwlock-writer"
@@ -85,8 +91,9 @@ type Event struct {
 	Last bool          // EventRelease: the last level, which ended the hold
 	Held time.Duration // EventRelease, EventLoss: since the hold was acquired
 
-	Holds    int           // EventRenewal: holds of this Lock's observer in the round trip
+	Holds    int           // EventRenewal: holds of this Lock in the round trip
 	Failures int           // EventRenewal: of those, not renewed this time (to be retried)
+	Refused  int           // EventRenewal: of those, found gone (each also an EventLoss)
 	Duration time.Duration // EventRenewal: the round trip
 
 	// Err is the acquire's or release's error, or the loss cause (it
@@ -139,34 +146,41 @@ func (l *Lock) observeAcquire(ctx context.Context, start time.Time, h *hold, err
 }
 
 // observeRenewals reports one renewal round trip that took d to the
-// observers of holds, with results[i] the outcome of holds[i].
+// observers of holds, an event per lock key, with results[i] the outcome
+// of holds[i].
 func observeRenewals(holds []*hold, results []renewResult, d time.Duration) {
 	type tally struct {
-		ref            *observerRef
-		l              *Lock
-		holds, failing int
+		ref                     *observerRef
+		l                       *Lock
+		holds, failing, refused int
 	}
 	var ts []tally
+	var index map[*Lock]int // made for the first observed hold only
 	for i, h := range holds {
 		ref := h.lock.opts.observer
 		if ref == nil || results[i] == renewGone {
 			continue
 		}
-		k := 0
-		for k < len(ts) && ts[k].ref != ref {
-			k++
+		if index == nil {
+			index = make(map[*Lock]int)
 		}
-		if k == len(ts) {
+		k, ok := index[h.lock]
+		if !ok {
+			k = len(ts)
+			index[h.lock] = k
 			ts = append(ts, tally{ref: ref, l: h.lock})
 		}
 		ts[k].holds++
-		if results[i] == renewFailed {
+		switch results[i] {
+		case renewFailed:
 			ts[k].failing++
+		case renewRefused:
+			ts[k].refused++
 		}
 	}
 	for _, t := range ts {
 		t.ref.Observe(Event{Kind: EventRenewal, Primitive: t.l.prim.name, Name: t.l.Name(), Key: t.l.key,
-			Holds: t.holds, Failures: t.failing, Duration: d})
+			Holds: t.holds, Failures: t.failing, Refused: t.refused, Duration: d})
 	}
 }
 
@@ -178,8 +192,21 @@ func (l *Lock) observeRelease(ctx context.Context, h *hold, last bool, err error
 	}
 }
 
+// reportLosses tells of the last hold of l that was lost, if not yet. The
+// public calls run it at their end, when they hold no lock of this package.
+func (l *Lock) reportLosses() {
+	l.mu.Lock()
+	h := l.unreported
+	l.unreported = nil
+	l.mu.Unlock()
+	if h != nil {
+		l.lostReport(h)
+	}
+}
+
 // lostReport tells the observer and the logger that h was lost. It must be
-// called without l.mu, once per hold: endLocked arms it.
+// called without any lock of this package held (l.op included); it tells of
+// each hold once: endLocked arms it.
 func (l *Lock) lostReport(h *hold) {
 	l.mu.Lock()
 	report := h.unreported

@@ -47,6 +47,7 @@ type options struct {
 	prefix       string
 	owner        string // "": a random UUID
 	ownerSet     bool
+	ownerUnique  bool // the owner is this Lock's alone: generated, not given
 
 	drift          float64
 	fair           bool

@@ -14,6 +14,41 @@ import "github.com/redis/go-redis/v9"
 // release. Scores stay exact: expiries are below 2^42 ms, offsets are powers
 // of two, and doubles are exact up to 2^53.
 
+// dropOwnSource defines dropown(key, owner), which removes every member of
+// owner at key: a fresh acquire's leftovers of the same Lock (a request
+// that took a share but whose reply was lost, then retried; a share given
+// up locally). The owner is unique to its Lock, which holds nothing when it
+// acquires afresh.
+const dropOwnSource = `
+local function dropown(key, owner)
+  local pat = string.gsub(owner, '[%*%?%[%]\\]', '\\%0') .. '|*'
+  local cursor = '0'
+  repeat
+    local r = redis.call('zscan', key, cursor, 'MATCH', pat, 'COUNT', 1000)
+    cursor = r[1]
+    for i = 1, #r[2], 2 do
+      redis.call('zrem', key, r[2][i])
+    end
+  until cursor == '0'
+end
+`
+
+// permitPrelude starts the acquire scripts of member holds: acquirePrelude
+// and dropOwnSource, then now (the server's clock in ms) and the purge of
+// the members whose lease has ended, which fails the call, naming the
+// key as what, if the key is not a sorted set.
+func permitPrelude(what string) string {
+	return acquirePrelude + dropOwnSource + `
+local key = KEYS[1]
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local purged = redis.pcall('zremrangebyscore', key, 0, now)
+if type(purged) == 'table' then
+  return failed(purged, '` + what + ` ' .. key .. ' is not a sorted set')
+end
+`
+}
+
 // permitRenewScript renews a batch of member holds (see hold.renewScript):
 //
 //	KEYS[i] lock key of hold i; ARGV[3i-2] owner, ARGV[3i-1] token,
@@ -115,8 +150,14 @@ redis.call('zremrangebyscore', key, 0, now)
 redis.call('zremrangebyscore', key, 2^50, 2^50 + now)
 redis.call('zremrangebyscore', key, 2^51, 2^51 + now)
 local left = redis.call('zcount', key, '(0', '(2251799813685248')
-if left == 0 and redis.call('zcount', key, '(2251799813685248', '+inf') == 0 then
-  redis.call('del', key)
+if left == 0 then
+  local mark = redis.call('zrangebyscore', key, '(2251799813685248', '+inf', 'WITHSCORES')
+  if #mark == 0 then
+    redis.call('del', key)
+  else
+    -- Only a waiting writer's mark is left: the key lasts as long as it.
+    redis.call('pexpire', key, math.max(tonumber(mark[#mark]) - 2251799813685248 - now, 1))
+  end
 end
 redis.call('set', KEYS[2], ARGV[2], 'px', LATCH_TTL_MS)
 if WAKE_CONDITION then

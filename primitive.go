@@ -44,7 +44,8 @@ import (
 // returning the milliseconds left, -1 for no expiry, -2 when not held.
 type primitive struct {
 	name                   string
-	shared                 bool // a waiter that acquires lets the next one try
+	family                 *primitive // primitives whose Locks lend each other holds; nil: itself
+	shared                 bool       // a waiter that acquires lets the next one try
 	acquire, release       *redis.Script
 	renew, pttl            *redis.Script
 	acquireSHA, releaseSHA any // boxed once for the prebuilt commands
@@ -55,6 +56,19 @@ type primitive struct {
 	// extraKeys returns the keys acquire and release take after their
 	// first two (KEYS[3], ...); nil for none.
 	extraKeys func(key string) []string
+	// waitArg: the last of the primitive's own acquire arguments says the
+	// caller will wait, and is sent as 0 by one that will not (TryAcquire,
+	// a zero wait timeout), so that it leaves no trace of waiting.
+	waitArg bool
+	// leave, when set, runs when a wait ends without the lock, to take back
+	// what the waiter's attempts left (a place in a queue, a writer's
+	// mark): KEYS as acquire's; ARGV[1] owner, ARGV[2] channel, ARGV[3]
+	// "publish" or "spublish".
+	leave *redis.Script
+	// yield: an attempt kept out by another waiter's claim alone (0: a
+	// writer's mark) moves its waiter behind the others of its process, so
+	// that the one it waits for gets to try.
+	yield bool
 }
 
 func newPrimitive(name string, shared bool, acquire, release, renew, pttl *redis.Script) *primitive {
@@ -65,8 +79,69 @@ func newPrimitive(name string, shared bool, acquire, release, renew, pttl *redis
 	}
 }
 
+// kin returns the primitive whose Locks lend each other holds through a
+// context as p's do: a mutex's hold is a mutex's, fair or not.
+func (p *primitive) kin() *primitive {
+	if p.family != nil {
+		return p.family
+	}
+	return p
+}
+
 // newScript is redis.NewScript with the release latch's lifetime written
 // into the source (LATCH_TTL_MS), which saves an argument on every call.
 func newScript(src string) *redis.Script {
 	return redis.NewScript(strings.ReplaceAll(src, "LATCH_TTL_MS", strconv.FormatInt(ReleaseLatchTTL.Milliseconds(), 10)))
 }
+
+// Lua every acquire script starts with, for the conventions above:
+//
+//	failed(reply, what): a pcall's error reply, or "WRONGTYPE <what>" for
+//	one that says the key has the wrong type or is not an integer.
+//	nexttoken(): the next fencing token from the slot's counter at
+//	KEYS[2] — one that never existed or was lost restarts from the
+//	server's clock in microseconds, above any token issued before — or
+//	nil and the error reply to return.
+const acquirePrelude = `
+local function failed(reply, what)
+  if string.sub(reply.err, 1, 9) == 'WRONGTYPE' or string.find(reply.err, 'not an integer', 1, true) then
+    return redis.error_reply('WRONGTYPE ' .. what)
+  end
+  return reply
+end
+local function nexttoken()
+  local token = redis.pcall('incr', KEYS[2])
+  if type(token) == 'table' then
+    return nil, failed(token, 'fencing counter ' .. KEYS[2] .. ' is not an integer')
+  end
+  if token == 1 then
+    local now = redis.call('time')
+    token = tonumber(now[1]) * 1000000 + tonumber(now[2])
+    redis.call('set', KEYS[2], token)
+  end
+  return token
+end
+`
+
+// mutexReentrySource re-enters a mutex hold (ARGV[2] its token), for the
+// acquire scripts of the mutex and the fair mutex; see mutex.go.
+const mutexReentrySource = `
+if ARGV[2] ~= '0' then
+  local v = redis.pcall('hmget', KEYS[1], 'owner', 'count', 'token')
+  if v.err then
+    return failed(v, 'lock key ' .. KEYS[1] .. ' is not a lock hash')
+  end
+  if v[1] ~= ARGV[1] or tonumber(v[3]) ~= tonumber(ARGV[2]) then
+    return 0
+  end
+  local n = tonumber(v[2])
+  if n == nil or n ~= n or n < 1 or n >= 2^53 or n ~= math.floor(n) then
+    return redis.error_reply('WRONGTYPE lock key ' .. KEYS[1] .. ' has a count that is not a positive integer')
+  end
+  redis.call('hset', KEYS[1], 'count', n + 1)
+  if redis.call('pttl', KEYS[1]) < tonumber(ARGV[3]) then
+    redis.call('pexpire', KEYS[1], ARGV[3])
+  end
+  return tonumber(ARGV[2])
+end
+`

@@ -26,6 +26,7 @@ import (
 // its loss also asks Redis to delete it, so others need not wait for its
 // expiry.
 func (l *Lock) Release(ctx context.Context) error {
+	defer l.reportLosses()
 	for {
 		l.mu.Lock()
 		own := l.hold
@@ -46,6 +47,7 @@ func (l *Lock) Release(ctx context.Context) error {
 			}
 		}
 		if l.dropBorrow(h) {
+			defer h.lock.reportLosses()
 			return h.lock.releaseLevel(ctx, h)
 		}
 		// Another goroutine released that level meanwhile: look again.
@@ -80,6 +82,57 @@ func (l *Lock) dropBorrow(h *hold) bool {
 	return false
 }
 
+// notHeld is the error of a release of want (or of the own hold, when want
+// is nil) that finds no such hold. If that hold was lost at its validity
+// deadline, its key may still be on the server: it is given back now. op
+// must be held.
+func (l *Lock) notHeld(ctx context.Context, want *hold) error {
+	l.mu.Lock()
+	err := l.lostErr()
+	if want != nil {
+		err = want.notHeldErr()
+	}
+	gone := want
+	if gone == nil {
+		gone = l.stale
+	}
+	giveBack := gone != nil && gone.giveBack
+	if giveBack {
+		gone.giveBack = false
+		if l.stale == gone {
+			l.stale = nil
+		}
+	}
+	l.mu.Unlock()
+	if giveBack {
+		_, gbErr := l.sendRelease(ctx, true, gone.tokenArg)
+		l.gaveBack(gone, gbErr)
+	}
+	return err
+}
+
+// dropLevel gives up one level of want (or of the own hold, when want is
+// nil) locally, ending the hold at its last level, and reports whether it
+// was the last and the hold it dropped a level of (nil if none).
+func (l *Lock) dropLevel(want *hold) (bool, *hold) {
+	l.mu.Lock()
+	h := l.hold
+	if h == nil || (want != nil && h != want) {
+		l.mu.Unlock()
+		return false, nil
+	}
+	h.count--
+	final := h.count == 0
+	if final {
+		l.endLocked(h, nil)
+	}
+	l.mu.Unlock()
+	if final {
+		l.unschedule(h)
+	}
+	return final, h
+}
+
 // lockOpDetached is lockOp for a release: it waits even when ctx is done,
 // for up to DefaultReleaseTimeout.
 func (l *Lock) lockOpDetached(ctx context.Context) error {
@@ -97,47 +150,29 @@ func (l *Lock) lockOpDetached(ctx context.Context) error {
 // hold when want is nil.
 func (l *Lock) releaseLevel(ctx context.Context, want *hold) error {
 	if err := l.lockOpDetached(ctx); err != nil {
-		return fmt.Errorf("redislock: release of %q: another call on this Lock is still in flight: %w", l.key, err)
+		// Give the level up all the same, without a request: the last one
+		// leaves the key to expire.
+		if final, h := l.dropLevel(want); h != nil && final {
+			return fmt.Errorf("redislock: release of %q not sent, another call on this Lock is still in flight (the key expires after its TTL): %w", l.key, err)
+		}
+		return fmt.Errorf("redislock: release of %q not sent, another call on this Lock is still in flight: %w", l.key, err)
 	}
-	defer l.unlockOp()
-	l.mu.Lock()
-	h := l.hold
-	if h == nil || (want != nil && h != want) {
-		err := l.lostErr()
-		if want != nil {
-			err = want.notHeldErr()
-		}
-		gone := want
-		if gone == nil {
-			gone = l.stale
-		}
-		giveBack := gone != nil && gone.giveBack
-		if giveBack {
-			gone.giveBack = false
-			if l.stale == gone {
-				l.stale = nil
-			}
-		}
-		l.mu.Unlock()
-		if giveBack {
-			_, gbErr := l.sendRelease(ctx, true, gone.tokenArg)
-			l.gaveBack(gone, gbErr)
-		}
+	final, h := l.dropLevel(want)
+	if h == nil {
+		err := l.notHeld(ctx, want)
+		l.unlockOp()
 		return err
 	}
-	h.count--
-	final := h.count == 0
-	if final {
-		l.endLocked(h, nil)
-	}
-	l.mu.Unlock()
-	if final {
-		l.unschedule(h)
-	}
-
 	n, err := l.sendRelease(ctx, final, h.tokenArg)
+	l.unlockOp()
+	// Told after op is given back: an observer may call into the Lock.
 	l.observeRelease(ctx, h, final, err)
 	if err != nil {
+		if final && isServerError(err) {
+			// Redis answered with an error: the script may have stopped
+			// after deleting the key (a refused PUBLISH), so claim nothing.
+			return fmt.Errorf("redislock: release of %q failed: %w", l.key, err)
+		}
 		if final {
 			return fmt.Errorf("redislock: release of %q not confirmed, the key expires after its TTL: %w", l.key, err)
 		}

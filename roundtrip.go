@@ -18,12 +18,19 @@ type grant struct {
 }
 
 // runAcquire sends an acquire request: a fresh one when token is "0", else
-// a re-entry of the hold with that token.
-func (l *Lock) runAcquire(ctx context.Context, token any) (grant, error) {
+// a re-entry of the hold with that token. A fair lock queues a refused
+// caller only when it will wait.
+func (l *Lock) runAcquire(ctx context.Context, token any, waiting bool) (grant, error) {
 	var g grant
 	fresh := token == "0"
 	cmd := l.acquireCmd
 	cmd[l.tokenArg] = token // op is held
+	if l.prim.waitArg {
+		cmd[len(cmd)-1] = noWait
+		if waiting {
+			cmd[len(cmd)-1] = l.waitArg
+		}
+	}
 	var v any
 	var err error
 	if l.opts.minReplicas > 0 && fresh {

@@ -193,23 +193,29 @@ func TestRWLockWriterReleaseWakesReaders(t *testing.T) {
 	}
 }
 
-// A writer that stops waiting (its process died, or it gave up) stops
-// keeping readers out once its mark expires.
+// A writer whose process died while it waited stops keeping readers out
+// once its mark expires (one that gives up takes its mark back at once:
+// TestRegressionRWLockCancelledWriterKeepsReadersOut).
 func TestRWLockDeadWritersMarkExpires(t *testing.T) {
-	c := redistest.Client(t)
+	srv := redistest.Start(t)
+	c := srv.Client(t)
 	ctx := context.Background()
-	name := redistest.Key(t)
-	reader := newRWLock(t, c, name)
+	reader := newRWLock(t, c, "dead-writer")
 	require.NoError(t, reader.Reader().Acquire(ctx))
-	writer := newRWLock(t, c, name, redislock.WithRetryBackoff(10*time.Millisecond, 100*time.Millisecond))
-	wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-	defer cancel()
-	assert.ErrorIs(t, writer.Writer().Acquire(wctx), redislock.ErrNotAcquired)
+	wc := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	writer := newRWLock(t, wc, "dead-writer", redislock.WithRetryBackoff(10*time.Millisecond, 100*time.Millisecond))
+	done := make(chan error, 1)
+	go func() { done <- writer.Writer().Acquire(ctx) }()
+	eventually(t, 2*time.Second, func() bool {
+		return c.ZCount(ctx, "lock:dead-writer", "(2251799813685248", "+inf").Val() == 1
+	}, "the waiting writer marked the lock")
+	require.NoError(t, wc.Close()) // the writer's process is gone: nothing takes the mark back
+	assert.Error(t, <-done)
 
-	late := newRWLock(t, c, name)
+	late := newRWLock(t, c, "dead-writer")
 	ok, err := late.Reader().TryAcquire(ctx)
 	require.NoError(t, err)
-	assert.False(t, ok, "the writer's mark keeps new readers out")
+	assert.False(t, ok, "the dead writer's mark keeps new readers out")
 	eventually(t, 2*time.Second, func() bool {
 		ok, err := late.Reader().TryAcquire(ctx)
 		require.NoError(t, err)

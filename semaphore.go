@@ -27,7 +27,12 @@ func NewSemaphore(client redis.UniversalClient, name string, limit int, opts ...
 	if limit < 1 {
 		return nil, fmt.Errorf("%w: semaphore limit %d is below 1", ErrInvalidArgument, limit)
 	}
-	return newLock(client, name, semaphore, opts, []any{int64(limit)})
+	l, err := newLock(client, name, semaphore, opts, []any{int64(limit)})
+	if err != nil {
+		return nil, err
+	}
+	l.limit = limit // only Locks of one limit lend each other their permits
+	return l, nil
 }
 
 // SemaphoreHolders reports how many permits of the semaphore name are held
@@ -63,22 +68,24 @@ var semaphore = newPrimitive("semaphore", true, semaphoreAcquireScript,
 //	ARGV[4] the limit
 //
 // The limit is kept in the set as the member "\0limit" with the limit,
-// negated, as its score, and goes with the key. When no permit is free it
+// negated, as its score, while any permit is live. A fresh acquire first
+// drops the members of its own owner (see dropOwnSource). When no permit is free it
 // returns the time until the earliest permit's lease ends, negated. A limit
 // other than the stored one fails with an error starting "LIMITMISMATCH".
-var semaphoreAcquireScript = redis.NewScript(`
-local key = KEYS[1]
-local t = redis.call('time')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local purged = redis.pcall('zremrangebyscore', key, 0, now)
-if type(purged) == 'table' then
-  if string.sub(purged.err, 1, 9) == 'WRONGTYPE' then
-    return redis.error_reply('WRONGTYPE semaphore key ' .. key .. ' is not a sorted set')
-  end
-  return purged
-end
+var semaphoreAcquireScript = redis.NewScript(permitPrelude("semaphore key") + `
 local limit = tonumber(ARGV[4])
 local stored = redis.call('zscore', key, '\0limit')
+if not stored and redis.call('zcard', key) > 0 then
+  return redis.error_reply('WRONGTYPE semaphore key ' .. key .. ' holds an RW lock')
+end
+if ARGV[2] == '0' then
+  dropown(key, ARGV[1])
+end
+if stored and redis.call('zcount', key, '(0', '+inf') == 0 then
+  -- No holder is left to have set it: a new one may.
+  redis.call('zrem', key, '\0limit')
+  stored = false
+end
 if stored and -tonumber(stored) ~= limit then
   return redis.error_reply('LIMITMISMATCH semaphore ' .. key .. ' has limit ' .. string.format('%d', -tonumber(stored)) .. ', not ' .. ARGV[4])
 end
@@ -101,13 +108,9 @@ if redis.call('zcount', key, '(0', '+inf') >= limit then
   local first = redis.call('zrangebyscore', key, '(0', '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
   return -math.max(tonumber(first[2]) - now, 1)
 end
-local token = redis.pcall('incr', KEYS[2])
-if type(token) == 'table' then
-  return redis.error_reply('WRONGTYPE fencing counter ' .. KEYS[2] .. ' is not an integer')
-end
-if token == 1 then
-  token = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  redis.call('set', KEYS[2], token)
+local token, err = nexttoken()
+if err then
+  return err
 end
 redis.call('zadd', key, now + ttl, ARGV[1] .. '|' .. string.format('%d', token))
 if not stored then

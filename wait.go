@@ -5,6 +5,8 @@ import (
 	"errors"
 	"math/rand/v2"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // wait acquires the lock after a failed attempt. It queues behind the other
@@ -20,14 +22,20 @@ import (
 func (l *Lock) wait(ctx context.Context) (*hold, error) {
 	n, w := join(l.client, l.key, l.channel, l.owner)
 	var lease time.Duration // of the hold taken, for the next head
-	defer func() { n.leave(w, lease) }()
+	acquired := false
+	defer func() {
+		if !acquired {
+			l.leave(ctx)
+		}
+		n.leave(w, lease)
+	}()
 
 	b := newBackoff(l.opts.retryMin, l.opts.retryMax)
 	defer b.stop()
 	confirmed := false
 	for {
 		head, holderUntil := n.head(w)
-		if !head {
+		if !head && (l.bypass == nil || !l.bypass()) {
 			if err := b.sleep(ctx, l.opts.retryMax, w.wake); err != nil {
 				return nil, errors.Join(ErrNotAcquired, err)
 			}
@@ -48,8 +56,9 @@ func (l *Lock) wait(ctx context.Context) (*hold, error) {
 				return nil, errors.Join(ErrNotAcquired, err)
 			}
 		}
-		h, pttl, err := l.attempt(ctx)
+		h, pttl, err := l.attempt(ctx, true)
 		if h != nil {
+			acquired = true
 			if !l.prim.shared {
 				// Leaving with a lock others may share lets the next waiter
 				// try at once, as leaving without it does.
@@ -59,6 +68,9 @@ func (l *Lock) wait(ctx context.Context) (*hold, error) {
 		}
 		if err != nil && !retryable(err) {
 			return nil, err
+		}
+		if err == nil && pttl == 0 && l.prim.yield {
+			n.yield(w)
 		}
 		wake := w.wake
 		if errors.Is(err, errTooLate) {
@@ -84,7 +96,7 @@ func (l *Lock) waitFair(ctx context.Context) (*hold, error) {
 	acquired := false
 	defer func() {
 		if !acquired {
-			l.leaveQueue(ctx)
+			l.leave(ctx)
 		}
 		n.leave(w, l.opts.ttl)
 	}()
@@ -96,7 +108,7 @@ func (l *Lock) waitFair(ctx context.Context) (*hold, error) {
 		return nil, errors.Join(ErrNotAcquired, err)
 	}
 	for {
-		h, pttl, err := l.attempt(ctx)
+		h, pttl, err := l.attempt(ctx, true)
 		if h != nil {
 			acquired = true
 			return h, nil
@@ -112,6 +124,19 @@ func (l *Lock) waitFair(ctx context.Context) (*hold, error) {
 			return nil, errors.Join(ErrNotAcquired, err)
 		}
 	}
+}
+
+// leave runs the primitive's leave script after a wait that did not get
+// the lock: best effort, detached from ctx's cancellation.
+func (l *Lock) leave(ctx context.Context) {
+	if l.prim.leave == nil {
+		return
+	}
+	pub := "publish"
+	if _, ok := l.client.(*redis.ClusterClient); ok {
+		pub = "spublish"
+	}
+	_ = l.prim.leave.Run(detach(ctx, DefaultReleaseTimeout), l.client, l.acquireKeys, l.owner, l.channel, pub).Err()
 }
 
 // backoff paces the attempts of one waiter: each sleep is drawn uniformly

@@ -19,28 +19,34 @@ func (l *Lock) WithLock(ctx context.Context, fn func(ctx context.Context) error)
 	if fn == nil {
 		return fmt.Errorf("%w: nil function", ErrInvalidArgument)
 	}
+	defer l.reportLosses()
 	var start time.Time
 	if l.opts.observer != nil {
 		start = time.Now()
 	}
 	h, err := l.acquire(ctx)
-	if l.opts.observer != nil {
-		l.observeAcquire(ctx, start, h, err)
-	}
 	if err != nil {
+		if l.opts.observer != nil {
+			l.observeAcquire(ctx, start, nil, err)
+		}
 		return err
 	}
+	defer h.lock.reportLosses()
 	fctx, cancel := context.WithCancelCause(withHolder(ctx, h))
 	key := h.addCancel(&cancel)
 	released := false
 	defer func() {
 		if !released {
-			// fn panicked: give the level back, then let the panic go on.
+			// fn or the observer panicked: give the level back, then let
+			// the panic go on.
 			h.removeCancel(key)
 			cancel(nil)
 			_ = l.releaseHold(ctx, h)
 		}
 	}()
+	if l.opts.observer != nil {
+		l.observeAcquire(ctx, start, h, nil)
+	}
 	fnErr := fn(fctx)
 	h.removeCancel(key)
 	lost := context.Cause(fctx)

@@ -63,61 +63,65 @@ type Op struct {
 }
 
 // A Recorder collects holds and operations from many goroutines.
-type Recorder struct {
+type Recorder = Log[Hold, Op]
+
+// A Log collects holds of type H and operations of type O from many
+// goroutines, and hands them between processes as JSON lines.
+type Log[H, O any] struct {
 	mu    sync.Mutex
-	holds []Hold
-	ops   []Op
+	holds []H
+	ops   []O
 }
 
 // AddHold records a finished hold.
-func (r *Recorder) AddHold(h Hold) {
+func (r *Log[H, O]) AddHold(h H) {
 	r.mu.Lock()
 	r.holds = append(r.holds, h)
 	r.mu.Unlock()
 }
 
 // AddOp records a finished operation.
-func (r *Recorder) AddOp(op Op) {
+func (r *Log[H, O]) AddOp(op O) {
 	r.mu.Lock()
 	r.ops = append(r.ops, op)
 	r.mu.Unlock()
 }
 
 // Holds returns a copy of the recorded holds.
-func (r *Recorder) Holds() []Hold {
+func (r *Log[H, O]) Holds() []H {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.holds)
 }
 
 // Ops returns a copy of the recorded operations.
-func (r *Recorder) Ops() []Op {
+func (r *Log[H, O]) Ops() []O {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.ops)
 }
 
 // record is one line of the encoded form: a hold or an operation.
-type record struct {
-	Hold *Hold `json:"h,omitempty"`
-	Op   *Op   `json:"op,omitempty"`
+type record[H, O any] struct {
+	Hold *H `json:"h,omitempty"`
+	Op   *O `json:"op,omitempty"`
 }
 
 // WriteTo writes the record as JSON lines, for a process to hand its
 // history to another.
-func (r *Recorder) WriteTo(w io.Writer) (int64, error) {
+func (r *Log[H, O]) WriteTo(w io.Writer) (int64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	cw := &countWriter{w: w}
 	bw := bufio.NewWriter(cw)
 	enc := json.NewEncoder(bw)
 	for i := range r.holds {
-		if err := enc.Encode(record{Hold: &r.holds[i]}); err != nil {
+		if err := enc.Encode(record[H, O]{Hold: &r.holds[i]}); err != nil {
 			return cw.n, err
 		}
 	}
 	for i := range r.ops {
-		if err := enc.Encode(record{Op: &r.ops[i]}); err != nil {
+		if err := enc.Encode(record[H, O]{Op: &r.ops[i]}); err != nil {
 			return cw.n, err
 		}
 	}
@@ -125,12 +129,12 @@ func (r *Recorder) WriteTo(w io.Writer) (int64, error) {
 	return cw.n, err
 }
 
-// ReadFrom adds the records that [Recorder.WriteTo] wrote.
-func (r *Recorder) ReadFrom(rd io.Reader) (int64, error) {
+// ReadFrom adds the records that [Log.WriteTo] wrote.
+func (r *Log[H, O]) ReadFrom(rd io.Reader) (int64, error) {
 	cr := &countReader{r: rd}
 	dec := json.NewDecoder(bufio.NewReader(cr))
 	for {
-		var rec record
+		var rec record[H, O]
 		if err := dec.Decode(&rec); err == io.EOF {
 			return cr.n, nil
 		} else if err != nil {
