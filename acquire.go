@@ -55,6 +55,12 @@ func (l *Lock) acquire(ctx context.Context) (*hold, error) {
 		defer cancel()
 	}
 	if l.prim.fair {
+		if queued(l.client, l.channel) {
+			// Others of this process wait: the subscription is there, so
+			// subscribe before the first try, which then need not be made
+			// twice.
+			return l.waitFair(ctx)
+		}
 		// Try at once: the queue in Redis keeps the order.
 		h, _, err := l.attempt(ctx, true)
 		if h != nil || (err != nil && !retryable(err)) {

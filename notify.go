@@ -448,7 +448,8 @@ func (n *notifier) head(w *waiter) (bool, time.Time) {
 // with, 0 if it leaves without the lock. A head that leaves wakes the next
 // waiter: to try at once if it did not take the lock, or, if it did, to
 // sleep no longer than the new hold's lease, since a try before its release
-// could only fail and its key may expire without one.
+// could only fail and its key may expire without one. A negative lease
+// wakes nobody: a fair lock's waiters each try on their own.
 func (n *notifier) leave(w *waiter, lease time.Duration) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -457,7 +458,7 @@ func (n *notifier) leave(w *waiter, lease time.Duration) {
 		if x == w {
 			q.waiters = append(q.waiters[:i], q.waiters[i+1:]...)
 			waiting.Add(-1)
-			if i == 0 && len(q.waiters) > 0 {
+			if i == 0 && len(q.waiters) > 0 && lease >= 0 {
 				next := q.waiters[0]
 				if lease > 0 {
 					next.holderUntil = time.Now().Add(lease)

@@ -91,6 +91,8 @@ func (l *Lock) wait(ctx context.Context) (*hold, error) {
 // others, as the acquire script says — so that its attempts renew its
 // waiter lease. One that leaves without the lock takes itself out of the
 // queue.
+// Its first attempt follows the subscription, so that no release naming it
+// can come between; it may also be the caller's first (see acquire).
 func (l *Lock) waitFair(ctx context.Context) (*hold, error) {
 	n, w := join(l.client, l.key, l.channel, l.owner)
 	acquired := false
@@ -98,7 +100,7 @@ func (l *Lock) waitFair(ctx context.Context) (*hold, error) {
 		if !acquired {
 			l.leave(ctx)
 		}
-		n.leave(w, l.opts.ttl)
+		n.leave(w, -1)
 	}()
 	b := newBackoff(l.opts.retryMin, l.opts.retryMax)
 	defer b.stop()
