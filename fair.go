@@ -126,27 +126,7 @@ return token
 // fairReleaseScript is the mutex's release; the announcement of a last
 // release carries the owner at the queue's head, which alone is to try
 // (KEYS[3] and KEYS[4] as for fairAcquireScript).
-var fairReleaseScript = newScript(fairScriptHead + `
-local v = redis.pcall('hmget', KEYS[1], 'owner', 'token')
-if v.err or v[1] ~= ARGV[1] or (ARGV[2] ~= '0' and tonumber(v[2]) ~= tonumber(ARGV[2])) then
-  if ARGV[3] == '1' and ARGV[2] ~= '0' and redis.pcall('get', KEYS[2]) == ARGV[2] then
-    return 0
-  end
-  return -1
-end
-if ARGV[3] == '1' then
-  redis.call('del', KEYS[1])
-  redis.call('set', KEYS[2], ARGV[2], 'px', LATCH_TTL_MS)
-  redis.call(ARGV[5], ARGV[4], redis.call('zrange', KEYS[3], 0, 0)[1] or '')
-  return 0
-end
-local n = tonumber(redis.call('hget', KEYS[1], 'count'))
-if n == nil or n ~= n or n < 2 or n >= 2^53 or n ~= math.floor(n) then
-  n = 2
-end
-redis.call('hset', KEYS[1], 'count', n - 1)
-return n - 1
-`)
+var fairReleaseScript = newScript(fairScriptHead + mutexReleaseSource("redis.call('zrange', KEYS[3], 0, 0)[1] or ''"))
 
 // fairLeaveScript takes a waiter that gives up out of the queue, and if it
 // was the head of a free lock's queue, announces the next head (see

@@ -88,7 +88,13 @@ return token
 // reset to 1. A last release leaves the hold's token in the latch for
 // ReleaseLatchTTL, so that the client retrying it after a lost reply gets 0, not
 // -1.
-var releaseScript = newScript(`
+var releaseScript = newScript(mutexReleaseSource("''"))
+
+// mutexReleaseSource is the release script of a mutex whose last release
+// announces the Lua expression next: the owner a fair lock's waiter queue
+// names, or ” for whoever waits.
+func mutexReleaseSource(next string) string {
+	return `
 local v = redis.pcall('hmget', KEYS[1], 'owner', 'token')
 if v.err or v[1] ~= ARGV[1] or (ARGV[2] ~= '0' and tonumber(v[2]) ~= tonumber(ARGV[2])) then
   if ARGV[3] == '1' and ARGV[2] ~= '0' and redis.pcall('get', KEYS[2]) == ARGV[2] then
@@ -99,7 +105,7 @@ end
 if ARGV[3] == '1' then
   redis.call('del', KEYS[1])
   redis.call('set', KEYS[2], ARGV[2], 'px', LATCH_TTL_MS)
-  redis.call(ARGV[5], ARGV[4], '')
+  redis.call(ARGV[5], ARGV[4], ` + next + `)
   return 0
 end
 local n = tonumber(redis.call('hget', KEYS[1], 'count'))
@@ -108,7 +114,8 @@ if n == nil or n ~= n or n < 2 or n >= 2^53 or n ~= math.floor(n) then
 end
 redis.call('hset', KEYS[1], 'count', n - 1)
 return n - 1
-`)
+`
+}
 
 // extendScript renews the leases of one or more holds in one call.
 //
