@@ -61,15 +61,18 @@ func (l *Lock) lenderHold(ctx context.Context) *hold {
 // WriteTimeout), and nothing else needs to be told when it passes, so no
 // timer is started.
 func detach(ctx context.Context, timeout time.Duration) context.Context {
-	return detached{ctx: ctx, deadline: time.Now().Add(timeout)}
+	return detached{ctx: ctx, deadline: time.Now().Add(timeout).UnixNano()}
 }
 
+// detached keeps its deadline in Unix nanoseconds, without the monotonic
+// reading, which an advisory deadline can do without: the boxed context of
+// every release takes 24 bytes, not 48.
 type detached struct {
 	ctx      context.Context
-	deadline time.Time
+	deadline int64
 }
 
-func (d detached) Deadline() (time.Time, bool) { return d.deadline, true }
+func (d detached) Deadline() (time.Time, bool) { return time.Unix(0, d.deadline), true }
 func (d detached) Done() <-chan struct{}       { return nil }
 func (d detached) Err() error                  { return nil }
 func (d detached) Value(key any) any           { return d.ctx.Value(key) }

@@ -43,11 +43,12 @@
 // Redis hash with fields "owner" and "count" and expires by PEXPIRE, the
 // format of the Python original this package is compatible with: both can
 // share locks, each excluding the other. This package adds a "token" field,
-// which the original ignores. Two more kinds of keys live in the lock key's
-// cluster slot: one fencing-token counter per slot, shared by every name of
-// the slot and bounded by the number of slots (16,384), and, for
-// [ReleaseLatchTTL] after a last release, a small release latch. Nothing of
-// a lock name stays in Redis longer than that after its last release.
+// which the original ignores. Two more kinds of keys: a fencing-token
+// counter that never expires — on a *redis.Client one for every name, on a
+// cluster or Ring one per cluster slot, shared by the names of the slot and
+// bounded by the number of slots (16,384) — and, for [ReleaseLatchTTL] after
+// a last release, a small release latch in the lock key's slot. Nothing of a
+// lock name stays in Redis longer than that after its last release.
 //
 // A level borrowed through a WithLock context belongs to the hold it came
 // from and ends with it; see [Lock.Acquire] and [Lock.Release].

@@ -2,6 +2,7 @@ package redislock_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -57,8 +58,8 @@ func fenceKeys(t *testing.T, c *redis.Client) []string {
 	return keys
 }
 
-// The counter of a name's slot is a plain integer without expiry, shared by
-// the names of the slot; a lost counter restarts above every earlier token.
+// The fencing counter is a plain integer without expiry; a lost counter
+// restarts above every earlier token.
 func TestTokenSurvivesCounterLoss(t *testing.T) {
 	srv := redistest.Start(t)
 	c := srv.Client(t)
@@ -176,4 +177,22 @@ func startReplicated(t *testing.T) (master, replica *redistest.Server, mc, rc *r
 		return err == nil && n == 1 && rc.Get(ctx, "redistest:replication-probe").Val() == "1"
 	}, "replica online")
 	return master, replica, mc, rc
+}
+
+// On one server, every name takes its tokens from one counter: the keys
+// left are one whatever the number of names, and tokens increase across
+// names too.
+func TestOneFenceCounterPerServer(t *testing.T) {
+	c := redistest.Start(t).Client(t)
+	ctx := context.Background()
+	var last int64
+	for i := 0; i < 200; i++ { // names in as many slots
+		l := newLock(t, c, "name:"+strconv.Itoa(i))
+		require.NoError(t, l.Acquire(ctx))
+		require.Greater(t, l.Token(), last)
+		last = l.Token()
+		require.NoError(t, l.Release(ctx))
+	}
+	assert.Equal(t, []string{"redislock:{}:fence"}, fenceKeys(t, c))
+	assert.Equal(t, last, mustInt64(t, c.Get(ctx, "redislock:{}:fence")))
 }

@@ -23,15 +23,15 @@ type hold struct {
 	tokenArg any // &token, for the requests that carry it without boxing
 	count    int32
 	ended    bool
-	cause    error // why it was lost; nil while live or when released
-	giveBack bool  // lost while its key may still be on the server
-	since    time.Time
+	giveBack bool // lost while its key may still be on the server
 	// unreported: lost, and the loss not yet told to the observer and
 	// logger (see lostReport).
 	unreported bool
+	removed    bool  // guarded by the heartbeat's mu, as index, hb and renewAt are
+	cause      error // why it was lost; nil while live or when released
+	since      time.Time
 
 	// Guarded by the heartbeat's mu.
-	removed bool
 	index   int32 // in the heartbeat's queue; -1 when not queued
 	hb      *heartbeat
 	renewAt time.Time
@@ -46,7 +46,7 @@ func (h *hold) renewScript() *redis.Script { return h.lock.prim.renew }
 
 // appendRenewArgs appends h's arguments for its renewal script to args.
 func (h *hold) appendRenewArgs(args []any) []any {
-	return append(args, &h.lock.owner, h.tokenArg, &h.lock.ttlMs)
+	return append(args, &h.lock.owner, h.tokenArg, &h.lock.opts.ttlMs)
 }
 
 // Channels for Lost when there is no hold: one that is never closed, and

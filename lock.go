@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -20,26 +19,26 @@ type Lock struct {
 	key     string
 	channel string // announces releases; see channelFor
 	owner   string
-	opts    options
-	ttlMs   int64
+	opts    *options // shared by Locks made with equal options; read only
 
-	// Script keys and whole EVALSHA commands for the requests on the hot
-	// path, built once; see evalsha. The commands' token argument (index
-	// tokenArg, after "evalsha", the SHA, the key count, the keys and the
-	// owner) and the release's last-level flag (after the token) are set
-	// for each request while op is held.
+	// Script keys, and the whole EVALSHA command of the release, built
+	// once; see evalsha. The acquire's command is built for each request
+	// (see runAcquire) from the same fields. Both commands' token argument
+	// (index tokenArg, after "evalsha", the SHA, the key count, the keys and
+	// the owner) and the release's last-level flag (after the token) are set
+	// for each request while op is held. releaseKeys is nil when they are
+	// the key and the latch: evalsha reads them from the command.
 	acquireKeys, releaseKeys []string
-	acquireCmd, releaseCmd   []any
-	fence, latch             string
-	keyBuf                   [4]string
+	releaseCmd               []any
+	extra                    []any     // the primitive's own acquire arguments
+	latch                    string    // the release latch; see newNames
+	keyBuf                   [2]string // the key and the fencing counter
 	tokenArg                 int
-	cmdBuf                   [8 + maxExtra + 10]any
+	cmdBuf                   [releaseArgs]any
 
 	// guard, when set, refuses a fresh acquire that could never succeed.
 	guard func() error
 	limit int // a semaphore's; 0 for the others
-	// waitArg is the primitive's waitArg value, for a caller that waits.
-	waitArg any
 	// bypass, when set and true, lets an acquire try at once and out of
 	// turn: a downgrade, which its own writer's hold lets through.
 	bypass func() bool
@@ -83,11 +82,11 @@ func newLock(client redis.UniversalClient, name string, p *primitive, opts []Opt
 	if name == "" {
 		return nil, fmt.Errorf("%w: empty lock name", ErrInvalidArgument)
 	}
-	l := &Lock{client: client, prim: p, lost: neverLost}
-	o := &l.opts // set in place: options applied to a local would escape
-	if err := o.init(opts); err != nil {
+	o, owner, err := newOptions(opts)
+	if err != nil {
 		return nil, err
 	}
+	l := &Lock{client: client, prim: p, opts: o, lost: neverLost}
 	if o.fair {
 		if p != mutex {
 			return nil, fmt.Errorf("%w: WithFair is an option of New only", ErrInvalidArgument)
@@ -100,47 +99,39 @@ func newLock(client redis.UniversalClient, name string, p *primitive, opts []Opt
 			return nil, err
 		}
 	}
-	if !o.ownerSet {
-		o.owner, o.ownerUnique = uuid.NewString(), true
-	}
-	l.key, l.owner, l.ttlMs = o.prefix+name, o.owner, o.ttl.Milliseconds()
-	l.op = make(chan struct{}, 1)
-	names := derivedNames(l.key)
-	l.channel, l.fence, l.latch = names.channel, names.fence, names.latch
 	// A latch per owner: a release retried after its reply was lost must
 	// find its own token, not that of a holder who came and went meanwhile.
-	l.latch += ":" + l.owner
-	// The commands live in the Lock and point to its fields, so that they
-	// cost no allocation of their own: New is paid by every lock name in
-	// the one-Lock-per-entity pattern. go-redis reads *string and *int64
-	// arguments as their values, for routing too.
+	ln := newNames(o.prefix, name, owner, singleServer(client))
+	l.key, l.channel, l.latch, l.owner, l.extra = ln.key, ln.channel, ln.latch, ln.owner, extra
+	l.op = make(chan struct{}, 1)
+	// The release command lives in the Lock and points to its fields, so
+	// that it costs no allocation of its own: New is paid by every lock
+	// name in the one-Lock-per-entity pattern. go-redis reads *string and
+	// *int64 arguments as their values, for routing too.
 	var pub any = "publish"
 	if _, ok := client.(*redis.ClusterClient); ok {
 		pub = "spublish" // heard on the channel's shard only
 	}
-	acquire := append(l.cmdBuf[0:0:8+maxExtra], "evalsha", p.acquireSHA, 2, &l.key, &l.fence)
-	release := append(l.cmdBuf[8+maxExtra:8+maxExtra:18+maxExtra], "evalsha", p.releaseSHA, 2, &l.key, &l.latch)
-	if p.extraKeys == nil {
-		l.keyBuf = [...]string{l.key, l.fence, l.key, l.latch}
-		l.acquireKeys, l.releaseKeys = l.keyBuf[0:2:2], l.keyBuf[2:4:4]
-	} else {
+	l.keyBuf = [...]string{l.key, ln.fence}
+	l.acquireKeys = l.keyBuf[:]
+	release := append(l.cmdBuf[:0], "evalsha", p.releaseSHA, 2, &l.key, &l.latch)
+	if p.extraKeys != nil {
 		more := p.extraKeys(l.key)
-		l.acquireKeys = append([]string{l.key, l.fence}, more...)
+		l.acquireKeys = append(l.keyBuf[:], more...)
 		l.releaseKeys = append([]string{l.key, l.latch}, more...)
-		acquire[2], release[2] = len(l.acquireKeys), len(l.releaseKeys)
+		release = make([]any, 0, releaseArgs+len(more))
+		release = append(release, "evalsha", p.releaseSHA, len(l.releaseKeys), &l.key, &l.latch)
 		for i := range more {
-			acquire = append(acquire, &l.acquireKeys[2+i])
 			release = append(release, &l.releaseKeys[2+i])
 		}
 	}
-	l.tokenArg = len(acquire) + 1
-	l.acquireCmd = append(append(acquire, &l.owner, "0", &l.ttlMs), extra...)
-	if p.waitArg {
-		l.waitArg = extra[len(extra)-1]
-	}
+	l.tokenArg = len(release) + 1
 	l.releaseCmd = append(release, &l.owner, "0", "0", &l.channel, pub)
 	return l, nil
 }
+
+// releaseArgs is the length of a release command with two keys.
+const releaseArgs = 10
 
 // maxExtra is how many acquire arguments of its own a primitive may have.
 const maxExtra = 2
@@ -209,8 +200,9 @@ func (l *Lock) Count() int {
 // Token returns the fencing token of the current hold, or 0 when not held.
 // Every fresh acquisition of a lock name, by any Lock, gets a larger token
 // than the ones before; re-entering keeps it. Tokens of different names
-// may come from one sequence (one counter per Redis Cluster hash slot), so
-// compare tokens of one name only. Pass it to the resource the lock
+// come from one sequence (one counter per server on a *redis.Client, one
+// per Redis Cluster hash slot on a cluster or Ring), so compare tokens of
+// one name only. Pass it to the resource the lock
 // protects and have that resource refuse a token lower than one it has
 // seen: that, not the lease, makes a stalled former holder harmless. Tokens
 // come with the acquire round trip. They can go backwards only if Redis

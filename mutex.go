@@ -9,11 +9,12 @@ var mutex = newPrimitive("mutex", false, acquireScript, releaseScript, extendScr
 // holder's identity) and "count" (its reentrant depth), expiring by
 // PEXPIRE. This is the Python original's format, so both can share locks;
 // the extra field "token" (the hold's fencing token) is ignored by the
-// original. Two more keys live in the lock key's cluster slot (see
-// names.go): the slot's fencing counter, one integer shared by every lock
-// name of the slot, which never expires; and, for ReleaseLatchTTL after a last
-// release, the release latch, which holds the released hold's token so that
-// a client retrying that release learns it succeeded.
+// original. Two more keys (see names.go): the fencing counter, one integer
+// that never expires, shared by every lock name on a *redis.Client and by
+// the names of the lock key's cluster slot, in that slot, on a cluster or
+// Ring; and, for ReleaseLatchTTL after a last release, the release latch, in
+// the lock key's slot, which holds the released hold's token so that a
+// client retrying that release learns it succeeded.
 //
 // Every script that changes a hold first checks that ARGV carries its owner
 // and token, and reads the lock key with pcall before it writes anything, so
@@ -30,7 +31,7 @@ var mutex = newPrimitive("mutex", false, acquireScript, releaseScript, extendScr
 
 // acquireScript takes or re-enters the lock, and issues fencing tokens.
 //
-//	KEYS[1] lock key, KEYS[2] the slot's fencing counter
+//	KEYS[1] lock key, KEYS[2] its fencing counter
 //	ARGV[1] owner,
 //	ARGV[2] "0" for a fresh hold, or the token of the hold to re-enter,
 //	ARGV[3] TTL in ms

@@ -1,6 +1,15 @@
 package redislock
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
 
 func TestKeySlot(t *testing.T) {
 	for _, tc := range []struct {
@@ -29,4 +38,89 @@ func TestDerivedNamesShareTheKeySlot(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A Lock's names, built in one allocation, are the derived names of its key.
+func TestNewNames(t *testing.T) {
+	for _, tc := range []struct {
+		prefix, name, owner string
+		shared              bool
+	}{
+		{"lock:", "a", "me", true},
+		{"lock:", "{user1}:x", "", false},
+		{"p:", strings.Repeat("n", 300), "o", false}, // longer than the stack buffer
+	} {
+		ln := newNames(tc.prefix, tc.name, tc.owner, tc.shared)
+		key := tc.prefix + tc.name
+		owner := tc.owner
+		if owner == "" {
+			_, err := uuid.Parse(ln.owner)
+			require.NoError(t, err, "a generated owner is a UUID")
+			owner = ln.owner
+		}
+		fence := fenceKeyFor(key)
+		if tc.shared {
+			fence = sharedFence
+		}
+		want := lockNames{key: key, channel: channelFor(key), fence: fence, latch: latchKeyFor(key) + ":" + owner, owner: owner}
+		assert.Equal(t, want, ln)
+	}
+	a, b := newNames("lock:", "a", "", true), newNames("lock:", "a", "", true)
+	assert.NotEqual(t, a.owner, b.owner, "generated owners differ")
+}
+
+// One fencing counter serves every name on a client whose keys live on one
+// server; on a cluster or Ring, a script's keys must share a slot.
+func TestFenceKeyOfClient(t *testing.T) {
+	single := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	failover := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: "m", SentinelAddrs: []string{"127.0.0.1:1"}})
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": "127.0.0.1:1"}})
+	cluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}})
+	for _, c := range []redis.UniversalClient{single, failover, ring, cluster} {
+		defer c.Close()
+	}
+	for _, tc := range []struct {
+		client redis.UniversalClient
+		shared bool
+	}{{single, true}, {failover, true}, {ring, false}, {cluster, false}} {
+		for _, p := range []struct {
+			prim  *primitive
+			extra []any
+		}{{mutex, nil}, {semaphore, []any{int64(1)}}, {rwReader, []any{"r", int64(1)}}, {fairMutex, fairExtra}} {
+			l, err := newLock(tc.client, "x", p.prim, nil, p.extra)
+			require.NoError(t, err)
+			want := fenceKeyFor(l.key)
+			if tc.shared {
+				want = sharedFence
+			}
+			assert.Equal(t, want, l.acquireKeys[1], "%T, %s", tc.client, p.prim.name)
+		}
+	}
+}
+
+// Locks made with equal options share them; their owners stay their own.
+func TestLocksShareEqualOptions(t *testing.T) {
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer c.Close()
+	newLock := func(opts ...Option) *Lock {
+		l, err := New(c, "x", opts...)
+		require.NoError(t, err)
+		return l
+	}
+	a, b := newLock(), newLock()
+	assert.Same(t, a.opts, b.opts, "the defaults")
+	assert.NotEqual(t, a.owner, b.owner)
+	assert.True(t, a.opts.ownerUnique)
+
+	c1, c2 := newLock(WithTTL(time.Minute), WithOwner("c1")), newLock(WithTTL(time.Minute), WithOwner("c2"))
+	assert.Same(t, c1.opts, c2.opts, "options that differ in the owner alone")
+	assert.Equal(t, []string{"c1", "c2"}, []string{c1.owner, c2.owner})
+	assert.False(t, c1.opts.ownerUnique)
+	assert.Empty(t, c1.opts.owner)
+
+	d := newLock(WithTTL(time.Second))
+	assert.NotSame(t, c1.opts, d.opts)
+	assert.Equal(t, time.Minute, c1.opts.ttl, "a Lock made later leaves the options of earlier ones as they were")
+	assert.Equal(t, time.Second, d.opts.ttl)
+	assert.Equal(t, int64(1000), d.opts.ttlMs)
 }

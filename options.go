@@ -3,6 +3,7 @@ package redislock
 import (
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 )
 
@@ -37,6 +38,7 @@ type Option func(*options)
 
 type options struct {
 	ttl          time.Duration
+	ttlMs        int64         // ttl in the requests' milliseconds
 	heartbeat    time.Duration // 0: TTL/3
 	heartbeatSet bool
 	noHeartbeat  bool
@@ -45,9 +47,9 @@ type options struct {
 	retryMin     time.Duration
 	retryMax     time.Duration
 	prefix       string
-	owner        string // "": a random UUID
+	owner        string // "": a random UUID; "" again once New has read it
 	ownerSet     bool
-	ownerUnique  bool // the owner is this Lock's alone: generated, not given
+	ownerUnique  bool // the owner is each Lock's alone: generated, not given
 
 	drift          float64
 	fair           bool
@@ -129,6 +131,41 @@ func WithMinReplicas(n int, timeout time.Duration) Option {
 	return func(o *options) { o.minReplicas, o.replicaTimeout, o.replicasSet = n, timeout, true }
 }
 
+// defaultOptions are the options of a Lock made without any.
+var defaultOptions = func() *options {
+	o := new(options)
+	if err := o.init(nil); err != nil {
+		panic(err)
+	}
+	return o
+}()
+
+// lastOptions are the options of the Lock last made with some, for the
+// next one to share when its options are equal: code that makes a Lock per
+// entity usually passes the same ones.
+var lastOptions atomic.Pointer[options]
+
+// newOptions returns the defaults with opts applied, validated, and the
+// owner they set ("" for none). The options it returns are shared and must
+// not change; their owner is "" (only ownerSet tells of one), so that
+// Locks that differ in their owner alone share them too.
+func newOptions(opts []Option) (*options, string, error) {
+	if len(opts) == 0 {
+		return defaultOptions, "", nil
+	}
+	o := new(options)
+	if err := o.init(opts); err != nil {
+		return nil, "", err
+	}
+	owner := o.owner
+	o.owner = ""
+	if last := lastOptions.Load(); last != nil && *last == *o {
+		return last, owner, nil
+	}
+	lastOptions.Store(o)
+	return o, owner, nil
+}
+
 // init sets o to the defaults with opts applied, and validates it.
 func (o *options) init(opts []Option) error {
 	*o = options{
@@ -150,6 +187,10 @@ func (o *options) init(opts []Option) error {
 	if !o.heartbeatSet {
 		o.heartbeat = min(o.ttl/3, o.maxHeartbeat(o.ttl))
 	}
+	if !o.ownerSet {
+		o.ownerUnique = true // each Lock generates its own
+	}
+	o.ttlMs = o.ttl.Milliseconds()
 	return nil
 }
 

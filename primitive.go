@@ -98,8 +98,7 @@ func newScript(src string) *redis.Script {
 //
 //	failed(reply, what): a pcall's error reply, or "WRONGTYPE <what>" for
 //	one that says the key has the wrong type or is not an integer.
-//	nexttoken(): the next fencing token from the slot's counter at
-//	KEYS[2] — one that never existed or was lost restarts from the
+//	nexttoken(): the next fencing token from the counter at KEYS[2] — one that never existed or was lost restarts from the
 //	server's clock in microseconds, above any token issued before — or
 //	nil and the error reply to return.
 const acquirePrelude = `

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -23,13 +24,18 @@ type grant struct {
 func (l *Lock) runAcquire(ctx context.Context, token any, waiting bool) (grant, error) {
 	var g grant
 	fresh := token == "0"
-	cmd := l.acquireCmd
-	cmd[l.tokenArg] = token // op is held
-	if l.prim.waitArg {
+	buf := acquireCmds.Get().(*[acquireArgs]any)
+	defer func() {
+		clear(buf[:]) // let go of the Lock it points to
+		acquireCmds.Put(buf)
+	}()
+	cmd := append(buf[:0], "evalsha", l.prim.acquireSHA, len(l.acquireKeys))
+	for i := range l.acquireKeys {
+		cmd = append(cmd, &l.acquireKeys[i])
+	}
+	cmd = append(append(cmd, &l.owner, token, &l.opts.ttlMs), l.extra...) // op is held
+	if l.prim.waitArg && !waiting {
 		cmd[len(cmd)-1] = noWait
-		if waiting {
-			cmd[len(cmd)-1] = l.waitArg
-		}
 	}
 	var v any
 	var err error
@@ -53,15 +59,31 @@ func (l *Lock) runAcquire(ctx context.Context, token any, waiting bool) (grant, 
 	return g, nil
 }
 
+// acquireCmds are the buffers acquire commands are built in: a Lock does
+// not keep one, since most send their acquire once per hold.
+var acquireCmds = sync.Pool{New: func() any { return new([acquireArgs]any) }}
+
+// acquireArgs is the length of the longest acquire command: four keys (a
+// fair lock's) and maxExtra arguments of the primitive's own.
+const acquireArgs = 10 + maxExtra
+
 // evalsha sends cmd, a whole EVALSHA command for s on keys, and if the server
-// does not have s, runs s with EVAL, which also loads it there. Unlike
-// Script.Run, it sends a command built once per Lock, so that a request
-// allocates only inside go-redis. go-redis only reads the slice, but a
-// client hook that keeps cmd.Args() sees it change later.
+// does not have s, runs s with EVAL, which also loads it there; keys nil
+// means the command's own (its arguments after the key count). Unlike
+// Script.Run, it sends a command built without allocating, so that a
+// request allocates only inside go-redis. go-redis only reads the slice,
+// but a client hook that keeps cmd.Args() sees it change later.
 func evalsha(ctx context.Context, c redis.UniversalClient, s *redis.Script, keys []string, cmd []any) *redis.Cmd {
 	r := c.Do(ctx, cmd...)
 	if err := r.Err(); err != nil && isNoScript(err) {
-		r = s.Eval(ctx, c, keys, cmd[3+len(keys):]...)
+		n := cmd[2].(int)
+		if keys == nil {
+			keys = make([]string, n)
+			for i, k := range cmd[3 : 3+n] {
+				keys[i] = *k.(*string)
+			}
+		}
+		r = s.Eval(ctx, c, keys, cmd[3+n:]...)
 	}
 	return r
 }
