@@ -99,7 +99,7 @@ func schedule(client redis.UniversalClient, h *hold, renewAt time.Time) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	h.hb, h.renewAt, h.removed = s, renewAt, false
+	h.hb, h.renewAt, h.removed = s, monoTime(renewAt), false
 	heap.Push(&s.queue, h)
 	s.n++
 	if h.index == 0 {
@@ -148,7 +148,7 @@ func (s *heartbeat) remove(h *hold) {
 func (s *heartbeat) armLocked() {
 	switch {
 	case len(s.queue) > 0:
-		s.timer.Reset(time.Until(s.queue[0].renewAt))
+		s.timer.Reset(time.Duration(s.queue[0].renewAt - monoTime(time.Now())))
 	case s.n == 0 && len(s.flying) == 0:
 		s.timer.Reset(idleLinger)
 	default:
@@ -166,11 +166,11 @@ func (s *heartbeat) round() {
 		return
 	}
 	var due []*hold
-	if now := time.Now(); len(s.queue) > 0 && !s.queue[0].renewAt.After(now) {
+	if now := monoTime(time.Now()); len(s.queue) > 0 && s.queue[0].renewAt <= now {
 		// Renewing a little early costs nothing and lets holds whose
 		// renewals fall close together share one round trip.
-		soon := now.Add(s.queue[0].lock.opts.heartbeat / 8)
-		for len(s.queue) > 0 && !s.queue[0].renewAt.After(soon) {
+		soon := now + int64(s.queue[0].lock.opts.heartbeat/8)
+		for len(s.queue) > 0 && s.queue[0].renewAt <= soon {
 			due = append(due, heap.Pop(&s.queue).(*hold))
 		}
 	}
@@ -237,7 +237,7 @@ func (s *heartbeat) board(due []*hold) []flight {
 		now := time.Now()
 		for _, h := range unrouted {
 			if !h.removed {
-				h.renewAt = now.Add(retryDelay(h))
+				h.renewAt = monoTime(now.Add(retryDelay(h)))
 				heap.Push(&s.queue, h)
 			}
 		}
@@ -328,9 +328,9 @@ func (s *heartbeat) fly(f flight) (parked []*hold) {
 		}
 		switch results[i] {
 		case renewOK:
-			h.renewAt = start.Add(h.lock.opts.heartbeat)
+			h.renewAt = monoTime(start.Add(h.lock.opts.heartbeat))
 		case renewFailed:
-			h.renewAt = now.Add(retryDelay(h))
+			h.renewAt = monoTime(now.Add(retryDelay(h)))
 		case renewRefused:
 			h.removed = true
 			s.n--
@@ -597,7 +597,7 @@ func isNoScript(err error) bool {
 type holdQueue []*hold
 
 func (q holdQueue) Len() int           { return len(q) }
-func (q holdQueue) Less(i, j int) bool { return q[i].renewAt.Before(q[j].renewAt) }
+func (q holdQueue) Less(i, j int) bool { return q[i].renewAt < q[j].renewAt }
 func (q holdQueue) Swap(i, j int) {
 	q[i], q[j] = q[j], q[i]
 	q[i].index, q[j].index = int32(i), int32(j)

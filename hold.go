@@ -13,7 +13,7 @@ import (
 // last release or the loss. Levels other Locks borrow through a context
 // (see WithLock) are levels of the hold they were taken from, and end with
 // it. Fields are guarded by the owning Lock's mu, except the ones the
-// heartbeat owns.
+// heartbeat and the deadline queue own.
 type hold struct {
 	lock     *Lock
 	deadline time.Time     // local validity deadline, monotonic
@@ -33,8 +33,11 @@ type hold struct {
 
 	// Guarded by the heartbeat's mu.
 	index   int32 // in the heartbeat's queue; -1 when not queued
+	dlIndex int32 // guarded by deadlines.mu, as dlAt is; see deadlineHeap
 	hb      *heartbeat
-	renewAt time.Time
+	renewAt int64 // in monoTime's nanoseconds
+
+	dlAt int64 // when the deadline fires, in monoTime's nanoseconds
 }
 
 // renewScript is the script that renews h with the heartbeat: it takes one
@@ -165,7 +168,7 @@ func (l *Lock) endLocked(h *hold, cause error) {
 	}
 	if l.hold == h {
 		l.hold = nil
-		l.deadline.Stop()
+		deadlines.stop(h)
 		switch {
 		case cause == nil && h.lost != nil:
 			l.lost = h.lost
@@ -211,26 +214,23 @@ func (l *Lock) extendDeadlineLocked(h *hold, start time.Time, ttl time.Duration)
 	}
 }
 
+// armDeadlineLocked makes the own hold's validity deadline fire at
+// deadline (see deadlines). l.mu must be held.
 func (l *Lock) armDeadlineLocked(deadline time.Time) {
-	d := time.Until(deadline)
-	if l.deadline == nil {
-		l.deadline = time.AfterFunc(d, l.deadlinePassed)
-		return
-	}
-	l.deadline.Reset(d)
+	deadlines.arm(l.hold, deadline)
 }
 
-// deadlinePassed runs on the validity timer. It declares the hold lost if
-// no renewal has moved its deadline in the meantime.
-func (l *Lock) deadlinePassed() {
+// deadlinePassed runs when h's validity deadline has come. It declares h
+// lost if it is still the own hold and no renewal has moved its deadline in
+// the meantime.
+func (l *Lock) deadlinePassed(h *hold) {
 	l.mu.Lock()
-	h := l.hold
-	if h == nil {
+	if l.hold != h {
 		l.mu.Unlock()
 		return
 	}
-	if d := time.Until(h.deadline); d > 0 {
-		l.deadline.Reset(d) // a renewal moved the deadline
+	if time.Until(h.deadline) > 0 {
+		deadlines.arm(h, h.deadline) // a renewal moved the deadline
 		l.mu.Unlock()
 		return
 	}

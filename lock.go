@@ -55,7 +55,6 @@ type Lock struct {
 	unreported *hold           // the last hold lost, until reportLosses tells of it
 	lost       <-chan struct{} // what Lost returns when there is no hold
 	lostCause  error           // why the last own hold was lost, until the next acquire
-	deadline   *time.Timer     // fires at the own hold's validity deadline
 }
 
 // New returns a mutex: a Lock on the key prefix+name that one owner holds
