@@ -196,3 +196,32 @@ func TestOneFenceCounterPerServer(t *testing.T) {
 	assert.Equal(t, []string{"redislock:{}:fence"}, fenceKeys(t, c))
 	assert.Equal(t, last, mustInt64(t, c.Get(ctx, "redislock:{}:fence")))
 }
+
+// A plain client of a server in cluster mode (one node that owns every
+// slot) runs only scripts whose keys share a slot: its Locks fall back to
+// the per-slot counters, which the shared one never served there.
+func TestSharedFenceFallsBackOnCrossSlot(t *testing.T) {
+	srv := redistest.Start(t, "--cluster-enabled", "yes")
+	c := srv.Client(t)
+	ctx := context.Background()
+	require.NoError(t, c.Do(ctx, "cluster", "addslotsrange", 0, 16383).Err())
+	eventually(t, 10*time.Second, func() bool {
+		info, err := c.ClusterInfo(ctx).Result()
+		return err == nil && strings.Contains(info, "cluster_state:ok")
+	}, "cluster state ok")
+	var last int64
+	for range 3 {
+		l := newLock(t, c, "a")
+		require.NoError(t, l.Acquire(ctx))
+		require.Greater(t, l.Token(), last)
+		last = l.Token()
+		require.NoError(t, l.Release(ctx))
+	}
+	for _, l := range []*redislock.Lock{newLock(t, c, "b"), newLock(t, c, "c", redislock.WithFair())} {
+		require.NoError(t, l.Acquire(ctx))
+		assert.Positive(t, l.Token())
+		require.NoError(t, l.Release(ctx))
+	}
+	assert.Len(t, fenceKeys(t, c), 3, "one per slot")
+	assert.NotContains(t, fenceKeys(t, c), "redislock:{}:fence")
+}
