@@ -36,6 +36,18 @@ import (
 // ReleaseLatchTTL, so that a retried release returns 0), else the levels
 // left on the server.
 //
+// handoff, when the primitive has one, is release for a last level with a
+// waiter of the same process to hand the lock to (the heir):
+//
+//	KEYS[1] the lock key, KEYS[2] the fencing counter of its slot,
+//	KEYS[3] the hold's release latch
+//	ARGV[1:4] as release's ARGV[1], ARGV[2], ARGV[4], ARGV[5],
+//	ARGV[5] the heir's owner, ARGV[6] the heir's TTL in ms
+//
+// and returns as release does, or the fencing token (> 0) of the hold the
+// heir now has (count 1, its TTL); a retry after a lost reply returns the
+// same. It may release instead of handing over, to let others in.
+//
 // renew renews a batch of holds (see hold.renewScript), and pttl reads one
 // hold's remaining lease:
 //
@@ -49,6 +61,8 @@ type primitive struct {
 	acquire, release       *redis.Script
 	renew, pttl            *redis.Script
 	acquireSHA, releaseSHA any // boxed once for the prebuilt commands
+	handoff                *redis.Script
+	handoffSHA             any
 
 	// fair: waiters queue in Redis; each tries when the release names it
 	// or its waiter lease is due for renewal, not only the local head.

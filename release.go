@@ -163,7 +163,13 @@ func (l *Lock) releaseLevel(ctx context.Context, want *hold) error {
 		l.unlockOp()
 		return err
 	}
-	n, err := l.sendRelease(ctx, final, h.tokenArg)
+	var n int64
+	var err error
+	if w := l.heir(final); w != nil {
+		n, err = l.handOff(ctx, h, w)
+	} else {
+		n, err = l.sendRelease(ctx, final, h.tokenArg)
+	}
 	l.unlockOp()
 	// Told after op is given back: an observer may call into the Lock.
 	l.observeRelease(ctx, h, final, err)
