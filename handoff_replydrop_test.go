@@ -44,4 +44,3 @@ func TestHandOffReplyLostIsRetried(t *testing.T) {
 	require.NoError(t, next.Release(ctx))
 	assert.Zero(t, c.Exists(ctx, next.Key()).Val())
 }
-
