@@ -339,3 +339,40 @@ func TestHandOffDoesNotStarveAnotherClient(t *testing.T) {
 		assert.GreaterOrEqual(t, float64(total[ci]), 0.2*float64(all), "client %d starved", ci)
 	}
 }
+
+// The heir's validity deadline counts from the start of the releasing
+// request that set its lease, not from when the answer came.
+func TestHandedOverDeadlineCountsFromTheRequest(t *testing.T) {
+	counter := &scriptCounter{}
+	c := redistest.Client(t)
+	c.AddHook(counter)
+	ctx := context.Background()
+	name := redistest.Key(t)
+	holder := mustNew(t, c, name)
+	next := mustNew(t, c, name, WithTTL(2*time.Second), WithRetryBackoff(10*time.Second, 10*time.Second))
+	require.NoError(t, holder.Acquire(ctx))
+	got := acquireAsync(ctx, next)
+	waitQueued(t, holder, 1)
+	const delay = 300 * time.Millisecond
+	handoff := mutex.handoffSHA.(string)
+	counter.mu.Lock()
+	counter.before = func(sha string) {
+		if sha == handoff {
+			time.Sleep(delay) // the request takes this long on its way
+		}
+	}
+	counter.mu.Unlock()
+	before := time.Now()
+	require.NoError(t, holder.Release(ctx))
+	after := time.Now()
+	require.NoError(t, (<-got).err)
+	require.Equal(t, 1, counter.count(handoff))
+	next.mu.Lock()
+	deadline := next.hold.deadline
+	next.mu.Unlock()
+	validity := next.validity(2 * time.Second)
+	assert.False(t, deadline.Before(before.Add(validity)), "deadline before the request started")
+	assert.True(t, deadline.Before(after.Add(validity-delay+50*time.Millisecond)),
+		"deadline %v after the release returned + validity; counted from the answer", deadline.Sub(after.Add(validity)))
+	require.NoError(t, next.Release(ctx))
+}
