@@ -163,7 +163,9 @@ func (l *Lock) attempt(ctx context.Context, waiting bool) (*hold, time.Duration,
 }
 
 // attemptFor is attempt for the waiter w of l, if not nil: a release may
-// have handed w the lock, and then no request is sent.
+// have handed w the lock, and then no request is sent; or it may have let
+// others in, and then none is sent yet: the duration returned is how long
+// to wait before trying.
 func (l *Lock) attemptFor(ctx context.Context, waiting bool, w *waiter) (*hold, time.Duration, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, 0, errors.Join(ErrNotAcquired, ctxErr(ctx))
@@ -174,8 +176,9 @@ func (l *Lock) attemptFor(ctx context.Context, waiting bool, w *waiter) (*hold, 
 	defer l.unlockOp()
 	if w != nil {
 		// Handed over under op: it cannot come while this attempt runs.
-		if h := w.handed(); h != nil {
-			return h, 0, nil
+		h, after := w.handed()
+		if h != nil || after > 0 {
+			return h, after, nil
 		}
 	}
 

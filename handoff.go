@@ -53,7 +53,7 @@ func (l *Lock) heir(final bool) *waiter {
 	free := heir.hold == nil // it cannot get one while its op is taken
 	heir.mu.Unlock()
 	if !free {
-		w.unreserve()
+		w.unreserve(0)
 		return nil
 	}
 	return w
@@ -104,7 +104,14 @@ func (l *Lock) handOff(ctx context.Context, h *hold, w *waiter) (int64, error) {
 		// Released, or not: either way the heir is on its own again. If
 		// the request failed after handing the lock over, the heir's next
 		// attempt finds a hold of its own owner and replaces it.
-		w.unreserve()
+		var after time.Duration
+		if err == nil && token == -2 {
+			// Released for others kept waiting: they hear of it about as
+			// soon as the heir would try; let them try first, for about
+			// as long as this request took.
+			token, after = 0, min(time.Since(start), l.opts.retryMin)
+		}
+		w.unreserve(after)
 		if err != nil {
 			return 0, l.wrapRedisErr("release", err)
 		}
@@ -122,11 +129,14 @@ func (l *Lock) handOff(ctx context.Context, h *hold, w *waiter) (int64, error) {
 
 // unreserve makes w, reserved by a release that did not hand it the lock,
 // a waiter like the others again, gives its Lock's op back and wakes it:
-// the lock may be free.
-func (w *waiter) unreserve() {
+// the lock may be free. Its next attempt waits for after, if positive.
+func (w *waiter) unreserve(after time.Duration) {
 	w.gmu.Lock()
 	if w.state == heirReserved {
 		w.state = heirWaiting
+	}
+	if after > 0 {
+		w.notBefore = time.Now().Add(after)
 	}
 	w.gmu.Unlock()
 	w.lock.unlockOp()
@@ -151,14 +161,15 @@ func (w *waiter) take(start time.Time, token int64) bool {
 	return true
 }
 
-// handed returns the hold handed to w, or nil.
-func (w *waiter) handed() *hold {
+// handed returns the hold handed to w, or nil, and how long its next
+// attempt is to wait (see unreserve).
+func (w *waiter) handed() (*hold, time.Duration) {
 	w.gmu.Lock()
 	defer w.gmu.Unlock()
 	if w.state == heirGranted {
-		return w.granted
+		return w.granted, 0
 	}
-	return nil
+	return nil, time.Until(w.notBefore)
 }
 
 // abandon ends w's wait: no release may hand it the lock from now on. It

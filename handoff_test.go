@@ -191,7 +191,8 @@ func TestHandedOverHoldIsKeptWhenTheWaitEnds(t *testing.T) {
 	n, w := join(next) // the waiter next's wait would be
 	waitQueued(t, holder, 1)
 	require.NoError(t, holder.Release(ctx))
-	require.NotNil(t, w.handed(), "the hold was handed over")
+	h0, _ := w.handed()
+	require.NotNil(t, h0, "the hold was handed over")
 	h := w.abandon()
 	require.NotNil(t, h, "a wait that ends keeps the hold handed to it")
 	n.leave(w, next.opts.ttl)

@@ -190,7 +190,8 @@ const maxHandoffs = 16
 //	ARGV[6] the heir's TTL in ms
 //
 // Returns -1 when the hold is not on the key, 0 when it released the lock
-// (announced, the token left in the latch), or the fencing token (> 0) of
+// (announced, the token left in the latch), -2 when it did so because
+// someone other than the heir was kept waiting, or the fencing token (> 0) of
 // the heir's new hold: count 1, the heir's TTL, the next token of the
 // counter. The hash records, besides the Python original's fields and the
 // token, the releasing hold's token ("from"), so that a retry of this
@@ -211,13 +212,17 @@ if v.err or v[1] ~= ARGV[1] or tonumber(v[2]) ~= tonumber(ARGV[2]) then
   end
   return -1
 end
-local chain = tonumber(v[4]) or 0
-if (v[3] and v[3] ~= '' and v[3] ~= ARGV[5]) or chain >= ` + strconv.Itoa(maxHandoffs) + ` then
+local others = v[3] and v[3] ~= '' and v[3] ~= ARGV[5]
+if others or tonumber(v[4] or 0) >= ` + strconv.Itoa(maxHandoffs) + ` then
   redis.call('del', KEYS[1])
   redis.call('set', KEYS[3], ARGV[2], 'px', LATCH_TTL_MS)
   redis.call(ARGV[4], ARGV[3], '')
+  if others then
+    return -2
+  end
   return 0
 end
+local chain = tonumber(v[4]) or 0
 local token, err = nexttoken()
 if err then
   return err

@@ -106,9 +106,10 @@ type waiter struct {
 
 	// A release may hand the lock to the waiter (see handoff.go). Guarded
 	// by gmu, which is taken after n.mu and before the Lock's mu.
-	gmu     sync.Mutex
-	state   heirState
-	granted *hold // the hold handed over, in state heirGranted
+	gmu       sync.Mutex
+	state     heirState
+	granted   *hold     // the hold handed over, in state heirGranted
+	notBefore time.Time // no attempt before, after a release that let others in
 
 	// holderUntil bounds the lease of the hold the previous head left
 	// with, when it left holding the lock; see head. Guarded by n.mu.

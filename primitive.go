@@ -46,7 +46,9 @@ import (
 //
 // and returns as release does, or the fencing token (> 0) of the hold the
 // heir now has (count 1, its TTL); a retry after a lost reply returns the
-// same. It may release instead of handing over, to let others in.
+// same. It may release instead of handing over, to let others in, and
+// then returns -2 if others than the heir wait, so that the heir lets them
+// try first.
 //
 // renew renews a batch of holds (see hold.renewScript), and pttl reads one
 // hold's remaining lease:

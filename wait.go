@@ -47,7 +47,7 @@ func (l *Lock) wait(ctx context.Context) (h *hold, err error) {
 	defer b.stop()
 	confirmed := false
 	for {
-		if h := w.handed(); h != nil {
+		if h, _ := w.handed(); h != nil {
 			return h, nil
 		}
 		head, holderUntil := n.head(w)
