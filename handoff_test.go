@@ -377,3 +377,42 @@ func TestHandedOverDeadlineCountsFromTheRequest(t *testing.T) {
 		"deadline %v after the release returned + validity; counted from the answer", deadline.Sub(after.Add(validity)))
 	require.NoError(t, next.Release(ctx))
 }
+
+// A release that lets others in (someone outside this process's queue was
+// kept waiting) has its heir wait before trying, so that those others, who
+// hear of the release about as soon as the heir, get the lock first.
+func TestHeirLetsOthersTryFirst(t *testing.T) {
+	ctx := context.Background()
+	c, other := redistest.Client(t), redistest.Client(t)
+	name := redistest.Key(t)
+	slow := WithRetryBackoff(10*time.Second, 10*time.Second)
+	const rounds = 20
+	outsiderFirst := 0
+	for i := 0; i < rounds; i++ {
+		holder := mustNew(t, c, name)
+		heir := mustNew(t, c, name, slow)
+		outsider := mustNew(t, other, name, slow)
+		require.NoError(t, holder.Acquire(ctx))
+		gotOutsider := acquireAsync(ctx, outsider) // refused: recorded in the hash
+		waitQueued(t, outsider, 1)
+		gotHeir := acquireAsync(ctx, heir)
+		waitQueued(t, holder, 1)
+		require.NoError(t, holder.Release(ctx))
+		second := heir
+		select {
+		case r := <-gotOutsider:
+			require.NoError(t, r.err)
+			outsiderFirst++
+			require.NoError(t, outsider.Release(ctx))
+			require.NoError(t, (<-gotHeir).err)
+		case r := <-gotHeir:
+			require.NoError(t, r.err)
+			second = outsider
+			require.NoError(t, heir.Release(ctx))
+			require.NoError(t, (<-gotOutsider).err)
+		}
+		require.NoError(t, second.Release(ctx))
+	}
+	t.Logf("the outsider came first in %d of %d rounds", outsiderFirst, rounds)
+	assert.GreaterOrEqual(t, outsiderFirst, rounds*3/4)
+}
