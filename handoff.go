@@ -96,10 +96,14 @@ func (n *notifier) heirLocked(l *Lock) *waiter {
 func (l *Lock) handOff(ctx context.Context, h *hold, w *waiter) (int64, error) {
 	heir := w.lock
 	start := time.Now()
-	cmd := []any{"evalsha", l.prim.handoffSHA, 3, l.key, l.fence, l.latch,
-		l.owner, h.tokenArg, l.channel, publishVerb(l.client), heir.owner, heir.ttlMs}
-	token, err := evalsha(detach(ctx, DefaultReleaseTimeout), l.client, l.prim.handoff,
-		[]string{l.key, l.fence, l.latch}, cmd).Int64()
+	keys := append(l.releaseKeys[:len(l.releaseKeys):len(l.releaseKeys)], l.fence)
+	cmd := make([]any, 0, 3+len(keys)+6)
+	cmd = append(cmd, "evalsha", l.prim.handoffSHA, len(keys))
+	for _, k := range keys {
+		cmd = append(cmd, k)
+	}
+	cmd = append(cmd, l.owner, h.tokenArg, l.channel, publishVerb(l.client), heir.owner, heir.ttlMs)
+	token, err := evalsha(detach(ctx, DefaultReleaseTimeout), l.client, l.prim.handoff, keys, cmd).Int64()
 	if err != nil || token <= 0 {
 		// Released, or not: either way the heir is on its own again. If
 		// the request failed after handing the lock over, the heir's next

@@ -48,8 +48,7 @@ func TestHandOffReplyLostIsRetried(t *testing.T) {
 // No hand-off where it would not be safe or fair: to a waiter with an owner
 // identity of its own choosing (a hold it was handed without hearing of it
 // could not be told from another Lock's), with replica acknowledgement on
-// either side (a hand-off sends no WAIT), or on a fair lock (its queue in
-// Redis decides who is next). The waiter then gets the lock by its own
+// either side (a hand-off sends no WAIT). The waiter then gets the lock by its own
 // acquire: the hash has no "from" field.
 func TestNoHandOffWhereNotAllowed(t *testing.T) {
 	ctx := context.Background()
@@ -63,7 +62,6 @@ func TestNoHandOffWhereNotAllowed(t *testing.T) {
 		{"waiter WithOwner", nil, []redislock.Option{redislock.WithOwner("worker-7"), slow}},
 		{"holder WithMinReplicas", []redislock.Option{replicas}, []redislock.Option{slow}},
 		{"waiter WithMinReplicas", nil, []redislock.Option{replicas, slow}},
-		{"fair", []redislock.Option{redislock.WithFair()}, []redislock.Option{redislock.WithFair(), slow}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			name := redistest.Key(t)
@@ -96,4 +94,54 @@ func TestNoHandOffWhereNotAllowed(t *testing.T) {
 	require.NoError(t, <-got)
 	assert.True(t, mc.HExists(ctx, waiter.Key(), "from").Val(), "not handed over")
 	require.NoError(t, waiter.Release(ctx))
+}
+
+// A fair lock hands itself over only to the waiter at the head of its queue
+// in Redis: to a waiter of this process that is first, which leaves the
+// queue; not to one queued behind a waiter of another client, which gets
+// the lock first.
+func TestFairHandOffFollowsTheQueue(t *testing.T) {
+	ctx := context.Background()
+	c, other := redistest.Client(t), redistest.Client(t)
+	slow := redislock.WithRetryBackoff(10*time.Second, 10*time.Second)
+	fair := redislock.WithFair()
+
+	name := redistest.Key(t)
+	holder := newLock(t, c, name, fair)
+	heir := newLock(t, c, name, fair, slow)
+	require.NoError(t, holder.Acquire(ctx))
+	got := make(chan error, 1)
+	go func() { got <- heir.Acquire(ctx) }()
+	redislock.WaitQueued(t, holder, 1)
+	require.NoError(t, holder.Release(ctx))
+	require.NoError(t, <-got)
+	assert.True(t, c.HExists(ctx, heir.Key(), "from").Val(), "not handed over")
+	queue, _ := redislock.FairQueueKeys(heir.Key())
+	assert.Zero(t, c.ZCard(ctx, queue).Val(), "the heir is still queued")
+	require.NoError(t, heir.Release(ctx))
+
+	name = redistest.Key(t)
+	holder = newLock(t, c, name, fair)
+	first := newLock(t, other, name, fair, slow)
+	heir = newLock(t, c, name, fair, slow)
+	require.NoError(t, holder.Acquire(ctx))
+	gotFirst := make(chan error, 1)
+	go func() { gotFirst <- first.Acquire(ctx) }()
+	redislock.WaitQueued(t, first, 1)
+	gotHeir := make(chan error, 1)
+	go func() { gotHeir <- heir.Acquire(ctx) }()
+	redislock.WaitQueued(t, holder, 1)
+	require.NoError(t, holder.Release(ctx))
+	select {
+	case err := <-gotFirst:
+		require.NoError(t, err)
+	case err := <-gotHeir:
+		t.Fatalf("the waiter queued second got the lock first (err %v)", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("nobody got the lock")
+	}
+	assert.False(t, heir.Held())
+	require.NoError(t, first.Release(ctx))
+	require.NoError(t, <-gotHeir)
+	require.NoError(t, heir.Release(ctx))
 }

@@ -183,8 +183,8 @@ const maxHandoffs = 16
 // someone else was kept waiting meanwhile (see below): then it releases
 // the lock as releaseScript does.
 //
-//	KEYS[1] lock key, KEYS[2] the slot's fencing counter, KEYS[3] the
-//	releasing hold's release latch
+//	KEYS[1] lock key, KEYS[2] the releasing hold's release latch,
+//	KEYS[3] the slot's fencing counter
 //	ARGV[1] owner, ARGV[2] the hold's token, ARGV[3] the channel,
 //	ARGV[4] "publish" or "spublish", ARGV[5] the heir's owner,
 //	ARGV[6] the heir's TTL in ms
@@ -207,7 +207,7 @@ if v.err or v[1] ~= ARGV[1] or tonumber(v[2]) ~= tonumber(ARGV[2]) then
   if not v.err and v[1] == ARGV[5] and tonumber(v[5]) == tonumber(ARGV[2]) then
     return tonumber(v[2])
   end
-  if redis.pcall('get', KEYS[3]) == ARGV[2] then
+  if redis.pcall('get', KEYS[2]) == ARGV[2] then
     return 0
   end
   return -1
@@ -215,7 +215,7 @@ end
 local others = v[3] and v[3] ~= '' and v[3] ~= ARGV[5]
 if others or tonumber(v[4] or 0) >= ` + strconv.Itoa(maxHandoffs) + ` then
   redis.call('del', KEYS[1])
-  redis.call('set', KEYS[3], ARGV[2], 'px', LATCH_TTL_MS)
+  redis.call('set', KEYS[2], ARGV[2], 'px', LATCH_TTL_MS)
   redis.call(ARGV[4], ARGV[3], '')
   if others then
     return -2
@@ -223,7 +223,7 @@ if others or tonumber(v[4] or 0) >= ` + strconv.Itoa(maxHandoffs) + ` then
   return 0
 end
 local chain = tonumber(v[4]) or 0
-local token, err = nexttoken()
+local token, err = nexttoken(KEYS[3])
 if err then
   return err
 end

@@ -39,8 +39,7 @@ import (
 // handoff, when the primitive has one, is release for a last level with a
 // waiter of the same process to hand the lock to (the heir):
 //
-//	KEYS[1] the lock key, KEYS[2] the fencing counter of its slot,
-//	KEYS[3] the hold's release latch
+//	KEYS as release's, then the fencing counter of the lock key's slot
 //	ARGV[1:4] as release's ARGV[1], ARGV[2], ARGV[4], ARGV[5],
 //	ARGV[5] the heir's owner, ARGV[6] the heir's TTL in ms
 //
@@ -114,8 +113,8 @@ func newScript(src string) *redis.Script {
 //
 //	failed(reply, what): a pcall's error reply, or "WRONGTYPE <what>" for
 //	one that says the key has the wrong type or is not an integer.
-//	nexttoken(): the next fencing token from the slot's counter at
-//	KEYS[2] — one that never existed or was lost restarts from the
+//	nexttoken([counter]): the next fencing token from the slot's counter
+//	at KEYS[2], or at counter when given — one that never existed or was lost restarts from the
 //	server's clock in microseconds, above any token issued before — or
 //	nil and the error reply to return.
 const acquirePrelude = `
@@ -125,15 +124,16 @@ local function failed(reply, what)
   end
   return reply
 end
-local function nexttoken()
-  local token = redis.pcall('incr', KEYS[2])
+local function nexttoken(counter)
+  counter = counter or KEYS[2]
+  local token = redis.pcall('incr', counter)
   if type(token) == 'table' then
-    return nil, failed(token, 'fencing counter ' .. KEYS[2] .. ' is not an integer')
+    return nil, failed(token, 'fencing counter ' .. counter .. ' is not an integer')
   end
   if token == 1 then
     local now = redis.call('time')
     token = tonumber(now[1]) * 1000000 + tonumber(now[2])
-    redis.call('set', KEYS[2], token)
+    redis.call('set', counter, token)
   end
   return token
 end

@@ -103,11 +103,16 @@ func (l *Lock) wait(ctx context.Context) (h *hold, err error) {
 // queue.
 // Its first attempt follows the subscription, so that no release naming it
 // can come between; it may also be the caller's first (see acquire).
-func (l *Lock) waitFair(ctx context.Context) (*hold, error) {
+// A release in this process may hand it the lock, as in wait.
+func (l *Lock) waitFair(ctx context.Context) (h *hold, err error) {
 	n, w := join(l)
-	acquired := false
 	defer func() {
-		if !acquired {
+		if err != nil {
+			if g := w.abandon(); g != nil {
+				h, err = g, nil
+			}
+		}
+		if h == nil {
 			l.leave(ctx)
 		}
 		n.leave(w, -1)
@@ -120,9 +125,8 @@ func (l *Lock) waitFair(ctx context.Context) (*hold, error) {
 		return nil, errors.Join(ErrNotAcquired, err)
 	}
 	for {
-		h, pttl, err := l.attempt(ctx, true)
+		h, pttl, err := l.attemptFor(ctx, true, w)
 		if h != nil {
-			acquired = true
 			return h, nil
 		}
 		if err != nil && !retryable(err) {
