@@ -104,10 +104,15 @@ func (l *Lock) handOff(ctx context.Context, h *hold, w *waiter) (int64, error) {
 	}
 	cmd = append(cmd, l.owner, h.tokenArg, l.channel, publishVerb(l.client), heir.owner, heir.ttlMs)
 	token, err := evalsha(detach(ctx, DefaultReleaseTimeout), l.client, l.prim.handoff, keys, cmd).Int64()
+	if err != nil && !isServerError(err) {
+		// No answer: the lock may have been handed over all the same, and
+		// the heir may stop waiting before it tries again. Its owner is its
+		// Lock's alone, and its Lock holds nothing: giving up whatever hold
+		// of that owner the key has is safe.
+		_, _ = heir.sendRelease(ctx, true, "0")
+	}
 	if err != nil || token <= 0 {
-		// Released, or not: either way the heir is on its own again. If
-		// the request failed after handing the lock over, the heir's next
-		// attempt finds a hold of its own owner and replaces it.
+		// Released, or not: either way the heir is on its own again.
 		var after time.Duration
 		if err == nil && token == -2 {
 			// Released for others kept waiting: they hear of it about as
