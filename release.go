@@ -7,7 +7,9 @@ import (
 )
 
 // Release gives up one reentrant level; the last one deletes the key and
-// stops the heartbeat for this hold. The request is sent even when ctx is
+// stops the heartbeat for this hold, or, when another Lock of this process
+// waits for the lock through the same client, may hand the lock over to
+// it in the same request (see the package documentation). The request is sent even when ctx is
 // already done, bounded by [DefaultReleaseTimeout], so `defer l.Release(ctx)`
 // is always safe; waiting for another call in flight on the same Lock is
 // bounded the same way. It returns ErrNotHeld when this Lock holds nothing,
