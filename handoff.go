@@ -2,6 +2,7 @@ package redislock
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -126,14 +127,18 @@ func (l *Lock) handOff(ctx context.Context, h *hold, w *waiter) (int64, error) {
 		}
 		return token, nil
 	}
+	var gbErr error
 	if !w.take(start, token) {
 		// The heir stopped waiting, or the reply came after the lease it
 		// granted: nobody is to have that hold.
-		_, _ = heir.sendRelease(ctx, true, token)
+		if _, err := heir.sendRelease(ctx, true, token); err != nil {
+			gbErr = fmt.Errorf("%w (the hold handed to a waiter that stopped waiting was not given back; it expires after %v)",
+				err, heir.opts.ttl)
+		}
 	}
 	heir.unlockOp()
 	w.signal()
-	return 0, nil
+	return 0, gbErr
 }
 
 // unreserve makes w, reserved by a release that did not hand it the lock,
