@@ -91,7 +91,6 @@ func warmHandOff(t *testing.T, c redis.UniversalClient, name string) {
 	require.NoError(t, b.Release(ctx))
 }
 
-
 // failingHook fails, without sending it, the first command for which fail
 // returns true, and runs before ahead of every command.
 type failingHook struct {
