@@ -34,7 +34,7 @@ const (
 // the last level when final, may hand the lock to, reserved, or nil when
 // there is none that can take it now. op must be held.
 func (l *Lock) heir(final bool) *waiter {
-	if !final || l.prim.handoff == nil || l.opts.minReplicas > 0 || waiting.Load() == 0 {
+	if !final || l.prim.handoff == nil || l.opts.noHandOff || l.opts.minReplicas > 0 || waiting.Load() == 0 {
 		return nil
 	}
 	notifiers.mu.Lock()
@@ -74,7 +74,7 @@ func (n *notifier) heirLocked(l *Lock) *waiter {
 	w := q.waiters[0]
 	heir := w.lock
 	if heir == l || heir.prim != l.prim || heir.key != l.key || heir.owner == l.owner ||
-		!heir.opts.ownerUnique || heir.opts.minReplicas > 0 {
+		!heir.opts.ownerUnique || heir.opts.noHandOff || heir.opts.minReplicas > 0 {
 		return nil
 	}
 	w.gmu.Lock()

@@ -60,6 +60,8 @@ func TestNoHandOffWhereNotAllowed(t *testing.T) {
 		holder, waiter []redislock.Option
 	}{
 		{"waiter WithOwner", nil, []redislock.Option{redislock.WithOwner("worker-7"), slow}},
+		{"holder WithoutHandOff", []redislock.Option{redislock.WithoutHandOff()}, []redislock.Option{slow}},
+		{"waiter WithoutHandOff", nil, []redislock.Option{redislock.WithoutHandOff(), slow}},
 		{"holder WithMinReplicas", []redislock.Option{replicas}, []redislock.Option{slow}},
 		{"waiter WithMinReplicas", nil, []redislock.Option{replicas, slow}},
 	} {
