@@ -159,6 +159,14 @@ func (l *Lock) unlockOp() { <-l.op }
 // Lock holds the lock afterwards and, if not, the other holder's remaining
 // lease.
 func (l *Lock) attempt(ctx context.Context, waiting bool) (*hold, time.Duration, error) {
+	return l.attemptFor(ctx, waiting, nil)
+}
+
+// attemptFor is attempt for the waiter w of l, if not nil: a release may
+// have handed w the lock, and then no request is sent; or it may have let
+// others in, and then none is sent yet: the duration returned is how long
+// to wait before trying.
+func (l *Lock) attemptFor(ctx context.Context, waiting bool, w *waiter) (*hold, time.Duration, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, 0, errors.Join(ErrNotAcquired, ctxErr(ctx))
 	}
@@ -166,6 +174,13 @@ func (l *Lock) attempt(ctx context.Context, waiting bool) (*hold, time.Duration,
 		return nil, 0, errors.Join(ErrNotAcquired, err)
 	}
 	defer l.unlockOp()
+	if w != nil {
+		// Handed over under op: it cannot come while this attempt runs.
+		h, after := w.handed()
+		if h != nil || after > 0 {
+			return h, after, nil
+		}
+	}
 
 	l.mu.Lock()
 	h := l.hold
@@ -205,12 +220,28 @@ func (l *Lock) attempt(ctx context.Context, waiting bool) (*hold, time.Duration,
 		return nil, 0, fmt.Errorf("%w: %w: %d of %d replicas acknowledged the acquire within %v",
 			ErrNotAcquired, ErrNotReplicated, g.replicas, l.opts.minReplicas, l.opts.replicaTimeout)
 	}
+	h, err = l.install(start, g.token)
+	if errors.Is(err, errTooLate) {
+		_, _ = l.sendRelease(ctx, true, g.token)
+		return nil, 0, err
+	}
+	if err != nil {
+		return nil, 0, errors.Join(ErrNotAcquired, err)
+	}
+	return h, 0, nil
+}
+
+// install makes the new hold with this token, taken by a request sent at
+// start, l's own hold, and has the heartbeat renew it. op must be held. It
+// fails with errTooLate when the hold's validity ended before it came (its
+// key is still on the server), and with the loss when a renewal already
+// found its key gone.
+func (l *Lock) install(start time.Time, token int64) (*hold, error) {
 	deadline := start.Add(l.validity(l.opts.ttl))
 	if !time.Now().Before(deadline) {
-		_, _ = l.sendRelease(ctx, true, g.token)
-		return nil, 0, fmt.Errorf("%w: the acquire round trip outlasted the %v lease", errTooLate, l.opts.ttl)
+		return nil, fmt.Errorf("%w: the acquire round trip outlasted the %v lease", errTooLate, l.opts.ttl)
 	}
-	h = &hold{lock: l, count: 1, token: g.token, deadline: deadline, index: -1}
+	h := &hold{lock: l, count: 1, token: token, deadline: deadline, index: -1}
 	h.tokenArg = &h.token
 	if !l.opts.noHeartbeat {
 		schedule(l.client, h, start.Add(l.opts.heartbeat))
@@ -218,14 +249,13 @@ func (l *Lock) attempt(ctx context.Context, waiting bool) (*hold, time.Duration,
 	l.mu.Lock()
 	if h.ended {
 		// A renewal already found the key gone: never publish the hold.
-		err := l.loseUnlock(h, errTaken)
-		return nil, 0, errors.Join(ErrNotAcquired, err)
+		return nil, l.loseUnlock(h, errTaken)
 	}
 	l.hold, l.lostCause, l.stale = h, nil, nil
 	h.since = time.Now()
 	l.armDeadlineLocked(h.deadline)
 	l.mu.Unlock()
-	return h, 0, nil
+	return h, nil
 }
 
 // reenter takes another level of the own hold h; op must be held.

@@ -170,3 +170,38 @@ func commandCount(tb testing.TB, c *redis.Client) int64 {
 	}
 	return total
 }
+
+// BenchmarkHandOff is two goroutines, each with its own Lock, taking turns
+// on one key without holding it: each acquisition after the first is a
+// release that hands the lock to the other goroutine's waiting Acquire, one
+// round trip. Compare with BenchmarkAcquireRelease (two round trips per
+// operation) in the same run.
+func BenchmarkHandOff(b *testing.B) {
+	c := redistest.Client(b)
+	ctx := context.Background()
+	name := redistest.Key(b)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ReportAllocs()
+	for range 2 {
+		l, err := redislock.New(c, name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(b.N) {
+				if err := l.Acquire(ctx); err != nil {
+					b.Error(err)
+					return
+				}
+				if err := l.Release(ctx); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}

@@ -24,7 +24,10 @@
 // order behind one shared subscription connection per client (per shard on
 // a cluster or a Ring), and only the head of the
 // queue tries. Sleeps stay capped by the holder's remaining lease and a
-// backoff, so a release that announces nothing is still noticed.
+// backoff, so a release that announces nothing is still noticed. A last
+// release that finds a waiter of its own process and client hands the lock
+// to it in the same request, unless others were kept waiting meanwhile:
+// the waiter's Acquire then returns without a request of its own.
 //
 // # What a lease cannot promise
 //

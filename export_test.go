@@ -6,3 +6,7 @@ func FairQueueKeys(key string) (queue, waiters string) {
 	k := fairMutex.extraKeys(key)
 	return k[0], k[1]
 }
+
+// WaitQueued waits until l's lock has n waiters in this process, their
+// subscription confirmed and the head asleep; see waitQueued.
+var WaitQueued = waitQueued

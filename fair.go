@@ -31,6 +31,7 @@ var fairMutex = &primitive{
 	acquire: fairAcquireScript, release: fairReleaseScript,
 	renew: extendScript, pttl: pttlScript,
 	acquireSHA: fairAcquireScript.Hash(), releaseSHA: fairReleaseScript.Hash(),
+	handoff: fairHandoffScript, handoffSHA: fairHandoffScript.Hash(),
 	family:  mutex,
 	fair:    true,
 	waitArg: true,
@@ -127,6 +128,40 @@ return token
 // release carries the owner at the queue's head, which alone is to try
 // (KEYS[3] and KEYS[4] as for fairAcquireScript).
 var fairReleaseScript = newScript(fairScriptHead + mutexReleaseSource("redis.call('zrange', KEYS[3], 0, 0)[1] or ''"))
+
+// fairHandoffScript is the mutex's handoffScript for a fair lock (KEYS[3]
+// and KEYS[4] as for fairAcquireScript, KEYS[5] the fencing counter): it
+// hands the lock over when the heir is at the head of the queue, and takes
+// it out of the queue; otherwise it releases as fairReleaseScript does,
+// naming the head. The queue keeps the order, so nothing else is weighed.
+var fairHandoffScript = newScript(acquirePrelude + fairScriptHead + `
+local v = redis.pcall('hmget', KEYS[1], 'owner', 'token', 'from')
+if v.err or v[1] ~= ARGV[1] or tonumber(v[2]) ~= tonumber(ARGV[2]) then
+  if not v.err and v[1] == ARGV[5] and tonumber(v[3]) == tonumber(ARGV[2]) then
+    return tonumber(v[2])
+  end
+  if redis.pcall('get', KEYS[2]) == ARGV[2] then
+    return 0
+  end
+  return -1
+end
+local head = redis.call('zrange', KEYS[3], 0, 0)[1]
+if head ~= ARGV[5] then
+  redis.call('del', KEYS[1])
+  redis.call('set', KEYS[2], ARGV[2], 'px', LATCH_TTL_MS)
+  redis.call(ARGV[4], ARGV[3], head or '')
+  return 0
+end
+local token, err = nexttoken(KEYS[5])
+if err then
+  return err
+end
+redis.call('zrem', KEYS[3], ARGV[5])
+redis.call('zrem', KEYS[4], ARGV[5])
+redis.call('hset', KEYS[1], 'owner', ARGV[5], 'count', 1, 'token', token, 'from', ARGV[2])
+redis.call('pexpire', KEYS[1], ARGV[6])
+return token
+`)
 
 // fairLeaveScript takes a waiter that gives up out of the queue, and if it
 // was the head of a free lock's queue, announces the next head (see

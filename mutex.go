@@ -1,9 +1,17 @@
 package redislock
 
-import "github.com/redis/go-redis/v9"
+import (
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // mutex is the primitive of [New]: one owner at a time.
-var mutex = newPrimitive("mutex", false, acquireScript, releaseScript, extendScript, pttlScript)
+var mutex = func() *primitive {
+	p := newPrimitive("mutex", false, acquireScript, releaseScript, extendScript, pttlScript)
+	p.handoff, p.handoffSHA = handoffScript, handoffScript.Hash()
+	return p
+}()
 
 // The lock is a Redis hash at the lock key with fields "owner" (the
 // holder's identity) and "count" (its reentrant depth), expiring by
@@ -50,11 +58,19 @@ var mutex = newPrimitive("mutex", false, acquireScript, releaseScript, extendScr
 // as they are. A hash without an owner field is someone else's.
 var acquireScript = newScript(acquirePrelude + mutexReentrySource + `
 if redis.call('exists', KEYS[1]) == 1 then
-  local owner = redis.pcall('hget', KEYS[1], 'owner')
-  if type(owner) == 'table' then
-    return failed(owner, 'lock key ' .. KEYS[1] .. ' is not a lock hash')
+  local v = redis.pcall('hmget', KEYS[1], 'owner', 'waits')
+  if v.err then
+    return failed(v, 'lock key ' .. KEYS[1] .. ' is not a lock hash')
   end
-  if owner ~= ARGV[1] then
+  if v[1] ~= ARGV[1] then
+    if v[1] and v[2] ~= ARGV[1] and v[2] ~= '*' then
+      -- Record who was kept waiting, for the hand-off (handoffScript).
+      local waits = ARGV[1]
+      if v[2] and v[2] ~= '' then
+        waits = '*'
+      end
+      redis.call('hset', KEYS[1], 'waits', waits)
+    end
     local ttl = redis.call('pttl', KEYS[1])
     if ttl >= 0 then
       return -math.max(ttl, 1)
@@ -155,4 +171,64 @@ if v.err or v[1] ~= ARGV[1] or tonumber(v[2]) ~= tonumber(ARGV[2]) then
   return -2
 end
 return redis.call('pttl', KEYS[1])
+`)
+
+// maxHandoffs is how many holds in a row a lock may be handed from one
+// waiter of a process to the next before a release frees it for all: a
+// bound for waiters that do not record themselves in the lock hash (the
+// Python original) and for those of the same process on another client.
+const maxHandoffs = 16
+
+// handoffScript gives up the last level of a hold and hands the lock to a
+// waiter of the releasing process (the heir) in the same call, unless
+// someone else was kept waiting meanwhile (see below): then it releases
+// the lock as releaseScript does.
+//
+//	KEYS[1] lock key, KEYS[2] the releasing hold's release latch,
+//	KEYS[3] the slot's fencing counter
+//	ARGV[1] owner, ARGV[2] the hold's token, ARGV[3] the channel,
+//	ARGV[4] "publish" or "spublish", ARGV[5] the heir's owner,
+//	ARGV[6] the heir's TTL in ms
+//
+// Returns -1 when the hold is not on the key, 0 when it released the lock
+// (announced, the token left in the latch), -2 when it did so because
+// someone other than the heir was kept waiting, or the fencing token (> 0) of
+// the heir's new hold: count 1, the heir's TTL, the next token of the
+// counter. The hash records, besides the Python original's fields and the
+// token, the releasing hold's token ("from"), so that a retry of this
+// call after its reply was lost returns the same token, and how many
+// hand-offs came in a row ("chain"). Every refused acquire records its
+// owner in the field "waits" ("*" for several); the lock is handed over
+// only while it names nobody but the heir, and at most maxHandoffs times
+// in a row, so that waiters of other processes, which a release wakes,
+// are not passed over.
+var handoffScript = newScript(acquirePrelude + `
+local v = redis.pcall('hmget', KEYS[1], 'owner', 'token', 'waits', 'chain', 'from')
+if v.err or v[1] ~= ARGV[1] or tonumber(v[2]) ~= tonumber(ARGV[2]) then
+  if not v.err and v[1] == ARGV[5] and tonumber(v[5]) == tonumber(ARGV[2]) then
+    return tonumber(v[2])
+  end
+  if redis.pcall('get', KEYS[2]) == ARGV[2] then
+    return 0
+  end
+  return -1
+end
+local others = v[3] and v[3] ~= '' and v[3] ~= ARGV[5]
+if others or tonumber(v[4] or 0) >= ` + strconv.Itoa(maxHandoffs) + ` then
+  redis.call('del', KEYS[1])
+  redis.call('set', KEYS[2], ARGV[2], 'px', LATCH_TTL_MS)
+  redis.call(ARGV[4], ARGV[3], '')
+  if others then
+    return -2
+  end
+  return 0
+end
+local chain = tonumber(v[4]) or 0
+local token, err = nexttoken(KEYS[3])
+if err then
+  return err
+end
+redis.call('hset', KEYS[1], 'owner', ARGV[5], 'count', 1, 'token', token, 'waits', '', 'chain', chain + 1, 'from', ARGV[2])
+redis.call('pexpire', KEYS[1], ARGV[6])
+return token
 `)

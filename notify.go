@@ -102,6 +102,14 @@ type waiter struct {
 	q     *waitQueue
 	wake  chan struct{} // capacity 1: a wake-up is never lost, never blocks
 	owner string        // a release naming this owner wakes this waiter
+	lock  *Lock         // the Lock that waits
+
+	// A release may hand the lock to the waiter (see handoff.go). Guarded
+	// by gmu, which is taken after n.mu and before the Lock's mu.
+	gmu       sync.Mutex
+	state     heirState
+	granted   *hold     // the hold handed over, in state heirGranted
+	notBefore time.Time // no attempt before, after a release that let others in
 
 	// holderUntil bounds the lease of the hold the previous head left
 	// with, when it left holding the lock; see head. Guarded by n.mu.
@@ -168,14 +176,16 @@ func queued(client redis.UniversalClient, channel string) bool {
 	return q != nil && len(q.waiters) > 0
 }
 
-// join appends a waiter for the lock at key, announced on channel, to the
-// queue of client's notifier, subscribing to the channel if needed, or
-// subscribing it again where the client now routes the key. The
+// join appends a waiter of l, for the lock at its key, announced on its
+// channel, to the queue of its client's notifier, subscribing to the
+// channel if needed, or subscribing it again where the client now routes
+// the key. The
 // subscription is confirmed when the waiter's queue's ready channel closes.
 // It blocks only to look up the key's shard and to create a connection's
 // PubSub, neither under a mutex: a client may panic there (a Ring does
 // without a channel), and the panic then leaves nothing changed or locked.
-func join(client redis.UniversalClient, key, channel, owner string) (*notifier, *waiter) {
+func join(l *Lock) (*notifier, *waiter) {
+	client, key, channel := l.client, l.key, l.channel
 	node, nodeErr := shardOf(client, key) // before locking: it may block
 	var ps *redis.PubSub                  // made for node, if it had no connection
 	for {
@@ -205,7 +215,7 @@ func join(client redis.UniversalClient, key, channel, owner string) (*notifier, 
 			}
 			send = n.moveLocked(q, sc)
 		}
-		w := &waiter{q: q, wake: make(chan struct{}, 1), owner: owner}
+		w := &waiter{q: q, wake: make(chan struct{}, 1), owner: l.owner, lock: l}
 		q.waiters = append(q.waiters, w)
 		q.idleSince = time.Time{}
 		waiting.Add(1)

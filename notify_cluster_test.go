@@ -80,7 +80,7 @@ func TestNotifierCluster(t *testing.T) {
 			sc := n.conns[master]
 			return n.queues[waitB.channel] == nil && sc != nil && len(sc.pending) == 0 && !sc.writing
 		}, "B's idle channel unsubscribed")
-		_, w := join(c, waitB.key, waitB.channel, "")
+		_, w := join(waitB)
 		defer n.leave(w, 0)
 		require.Less(t, time.Since(paused), pause, "the server's pause ended too soon for the test")
 

@@ -42,6 +42,7 @@ type options struct {
 	heartbeat    time.Duration // 0: TTL/3
 	heartbeatSet bool
 	noHeartbeat  bool
+	noHandOff    bool
 	waitTimeout  time.Duration
 	waitSet      bool // without it, wait until ctx is done
 	retryMin     time.Duration
@@ -78,6 +79,16 @@ func WithHeartbeat(interval time.Duration) Option {
 // its acquire or last [Lock.Extend] and is reported lost when that runs out.
 // Default: the heartbeat is on.
 func WithoutHeartbeat() Option { return func(o *options) { o.noHeartbeat = true } }
+
+// WithoutHandOff stops the Lock's releases handing the lock to a waiter of
+// the same process, and the Lock being handed the lock by another's
+// release: every release frees the lock for whoever tries first. Use it on
+// the Locks of names that processes which record nothing of their waiting
+// also wait for — the Python original polls, and a hand-off between the
+// Locks of one process lets it in only every 16th time. Default: a last
+// release hands the lock to the next waiter of its process when nobody
+// else waits (see the package documentation).
+func WithoutHandOff() Option { return func(o *options) { o.noHandOff = true } }
 
 // WithWaitTimeout bounds how long [Lock.Acquire] waits; 0 means one attempt
 // and no wait. Default: no bound, wait until the context is done.

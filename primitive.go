@@ -36,6 +36,19 @@ import (
 // ReleaseLatchTTL, so that a retried release returns 0), else the levels
 // left on the server.
 //
+// handoff, when the primitive has one, is release for a last level with a
+// waiter of the same process to hand the lock to (the heir):
+//
+//	KEYS as release's, then the fencing counter of the lock key's slot
+//	ARGV[1:4] as release's ARGV[1], ARGV[2], ARGV[4], ARGV[5],
+//	ARGV[5] the heir's owner, ARGV[6] the heir's TTL in ms
+//
+// and returns as release does, or the fencing token (> 0) of the hold the
+// heir now has (count 1, its TTL); a retry after a lost reply returns the
+// same. It may release instead of handing over, to let others in, and
+// then returns -2 if others than the heir wait, so that the heir lets them
+// try first.
+//
 // renew renews a batch of holds (see hold.renewScript), and pttl reads one
 // hold's remaining lease:
 //
@@ -49,6 +62,8 @@ type primitive struct {
 	acquire, release       *redis.Script
 	renew, pttl            *redis.Script
 	acquireSHA, releaseSHA any // boxed once for the prebuilt commands
+	handoff                *redis.Script
+	handoffSHA             any
 
 	// fair: waiters queue in Redis; each tries when the release names it
 	// or its waiter lease is due for renewal, not only the local head.
@@ -98,7 +113,9 @@ func newScript(src string) *redis.Script {
 //
 //	failed(reply, what): a pcall's error reply, or "WRONGTYPE <what>" for
 //	one that says the key has the wrong type or is not an integer.
-//	nexttoken(): the next fencing token from the counter at KEYS[2] — one that never existed or was lost restarts from the
+//	nexttoken([counter]): the next fencing token from the counter at
+//	KEYS[2], or at counter when given — one that never existed or was lost
+//	restarts from the
 //	server's clock in microseconds, above any token issued before — or
 //	nil and the error reply to return.
 const acquirePrelude = `
@@ -108,15 +125,16 @@ local function failed(reply, what)
   end
   return reply
 end
-local function nexttoken()
-  local token = redis.pcall('incr', KEYS[2])
+local function nexttoken(counter)
+  counter = counter or KEYS[2]
+  local token = redis.pcall('incr', counter)
   if type(token) == 'table' then
-    return nil, failed(token, 'fencing counter ' .. KEYS[2] .. ' is not an integer')
+    return nil, failed(token, 'fencing counter ' .. counter .. ' is not an integer')
   end
   if token == 1 then
     local now = redis.call('time')
     token = tonumber(now[1]) * 1000000 + tonumber(now[2])
-    redis.call('set', KEYS[2], token)
+    redis.call('set', counter, token)
   end
   return token
 end

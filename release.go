@@ -7,7 +7,9 @@ import (
 )
 
 // Release gives up one reentrant level; the last one deletes the key and
-// stops the heartbeat for this hold. The request is sent even when ctx is
+// stops the heartbeat for this hold, or, when another Lock of this process
+// waits for the lock through the same client, may hand the lock over to
+// it in the same request (see the package documentation). The request is sent even when ctx is
 // already done, bounded by [DefaultReleaseTimeout], so `defer l.Release(ctx)`
 // is always safe; waiting for another call in flight on the same Lock is
 // bounded the same way. It returns ErrNotHeld when this Lock holds nothing,
@@ -163,7 +165,13 @@ func (l *Lock) releaseLevel(ctx context.Context, want *hold) error {
 		l.unlockOp()
 		return err
 	}
-	n, err := l.sendRelease(ctx, final, h.tokenArg)
+	var n int64
+	var err error
+	if w := l.heir(final); w != nil {
+		n, err = l.handOff(ctx, h, w)
+	} else {
+		n, err = l.sendRelease(ctx, final, h.tokenArg)
+	}
 	l.unlockOp()
 	// Told after op is given back: an observer may call into the Lock.
 	l.observeRelease(ctx, h, final, err)

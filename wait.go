@@ -19,13 +19,26 @@ import (
 // previous one took the lock knows that hold's lease without asking: before
 // its first try it sleeps until the release message, and no longer than
 // that lease or the retry maximum.
-func (l *Lock) wait(ctx context.Context) (*hold, error) {
-	n, w := join(l.client, l.key, l.channel, l.owner)
-	var lease time.Duration // of the hold taken, for the next head
-	acquired := false
+//
+// A release in this process may hand the lock to the head (see
+// handoff.go): then it takes no request of its own, and a wait that ends
+// meanwhile keeps the hold handed to it, or, if the hand-off is still in
+// flight, leaves it to the releaser to give back.
+func (l *Lock) wait(ctx context.Context) (h *hold, err error) {
+	n, w := join(l)
 	defer func() {
-		if !acquired {
+		if err != nil {
+			if g := w.abandon(); g != nil {
+				h, err = g, nil
+			}
+		}
+		var lease time.Duration // of the hold taken, for the next head
+		if h == nil {
 			l.leave(ctx)
+		} else if !l.prim.shared {
+			// Leaving with a lock others may share lets the next waiter
+			// try at once, as leaving without it does.
+			lease = l.opts.ttl
 		}
 		n.leave(w, lease)
 	}()
@@ -34,6 +47,9 @@ func (l *Lock) wait(ctx context.Context) (*hold, error) {
 	defer b.stop()
 	confirmed := false
 	for {
+		if h, _ := w.handed(); h != nil {
+			return h, nil
+		}
 		head, holderUntil := n.head(w)
 		if !head && (l.bypass == nil || !l.bypass()) {
 			if err := b.sleep(ctx, l.opts.retryMax, w.wake); err != nil {
@@ -56,14 +72,8 @@ func (l *Lock) wait(ctx context.Context) (*hold, error) {
 				return nil, errors.Join(ErrNotAcquired, err)
 			}
 		}
-		h, pttl, err := l.attempt(ctx, true)
+		h, pttl, err := l.attemptFor(ctx, true, w)
 		if h != nil {
-			acquired = true
-			if !l.prim.shared {
-				// Leaving with a lock others may share lets the next waiter
-				// try at once, as leaving without it does.
-				lease = l.opts.ttl
-			}
 			return h, nil
 		}
 		if err != nil && !retryable(err) {
@@ -93,11 +103,16 @@ func (l *Lock) wait(ctx context.Context) (*hold, error) {
 // queue.
 // Its first attempt follows the subscription, so that no release naming it
 // can come between; it may also be the caller's first (see acquire).
-func (l *Lock) waitFair(ctx context.Context) (*hold, error) {
-	n, w := join(l.client, l.key, l.channel, l.owner)
-	acquired := false
+// A release in this process may hand it the lock, as in wait.
+func (l *Lock) waitFair(ctx context.Context) (h *hold, err error) {
+	n, w := join(l)
 	defer func() {
-		if !acquired {
+		if err != nil {
+			if g := w.abandon(); g != nil {
+				h, err = g, nil
+			}
+		}
+		if h == nil {
 			l.leave(ctx)
 		}
 		n.leave(w, -1)
@@ -110,9 +125,8 @@ func (l *Lock) waitFair(ctx context.Context) (*hold, error) {
 		return nil, errors.Join(ErrNotAcquired, err)
 	}
 	for {
-		h, pttl, err := l.attempt(ctx, true)
+		h, pttl, err := l.attemptFor(ctx, true, w)
 		if h != nil {
-			acquired = true
 			return h, nil
 		}
 		if err != nil && !retryable(err) {
@@ -134,11 +148,17 @@ func (l *Lock) leave(ctx context.Context) {
 	if l.prim.leave == nil {
 		return
 	}
-	pub := "publish"
-	if _, ok := l.client.(*redis.ClusterClient); ok {
-		pub = "spublish"
+	_ = l.prim.leave.Run(detach(ctx, DefaultReleaseTimeout), l.client, l.acquireKeys, l.owner, l.channel, publishVerb(l.client)).Err()
+}
+
+// publishVerb is the command that announces on a release channel through
+// client: PUBLISH, or SPUBLISH on a cluster (heard on the channel's shard
+// only).
+func publishVerb(client redis.UniversalClient) string {
+	if _, ok := client.(*redis.ClusterClient); ok {
+		return "spublish"
 	}
-	_ = l.prim.leave.Run(detach(ctx, DefaultReleaseTimeout), l.client, l.acquireKeys, l.owner, l.channel, pub).Err()
+	return "publish"
 }
 
 // backoff paces the attempts of one waiter: each sleep is drawn uniformly
