@@ -105,7 +105,11 @@ func (l *Lock) handOff(ctx context.Context, h *hold, w *waiter) (int64, error) {
 	if fence == sharedFence && slotted(l.client) {
 		fence = fenceKeyFor(l.key)
 	}
-	keys = append(keys[:len(keys):len(keys)], fence)
+	keys = keys[:len(keys):len(keys)]
+	if l.prim.waitsKey {
+		keys = append(keys, l.channel)
+	}
+	keys = append(keys, fence)
 	cmd := make([]any, 0, 3+len(keys)+6)
 	cmd = append(cmd, "evalsha", l.prim.handoffSHA, len(keys))
 	for _, k := range keys {

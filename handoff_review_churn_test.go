@@ -245,5 +245,7 @@ func TestHandOffChurn(t *testing.T) {
 // keys and six arguments.
 func isHandOff(cmd redis.Cmder) bool {
 	args := cmd.Args()
-	return len(args) == 12 && strings.EqualFold(cmd.Name(), "evalsha") && fmt.Sprint(args[2]) == "3"
+	// A mutex's: four keys (the lock, the latch, the waits key, the fence)
+	// and six arguments.
+	return len(args) == 13 && strings.EqualFold(cmd.Name(), "evalsha") && fmt.Sprint(args[2]) == "4"
 }

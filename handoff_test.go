@@ -226,10 +226,10 @@ func TestHandOffYieldsToOthersKeptWaiting(t *testing.T) {
 	require.NoError(t, err, "handed over despite the heir's own refusal")
 	assert.NotEmpty(t, from)
 
-	ok, err = outsider.TryAcquire(ctx) // refused: recorded in the hash
+	ok, err = outsider.TryAcquire(ctx) // refused: recorded in the waits key
 	require.NoError(t, err)
 	require.False(t, ok)
-	waits, err := c.HGet(ctx, next.Key(), "waits").Result()
+	waits, err := c.Get(ctx, next.channel).Result() // the waits key
 	require.NoError(t, err)
 	assert.Equal(t, outsider.Owner(), waits)
 

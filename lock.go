@@ -32,7 +32,7 @@ type Lock struct {
 	releaseCmd               []any
 	extra                    []any     // the primitive's own acquire arguments
 	latch                    string    // the release latch; see newNames
-	keyBuf                   [2]string // the key and the fencing counter
+	keyBuf                   [3]string // the key, the fencing counter and the waits key
 	tokenArg                 int
 	cmdBuf                   [releaseArgs]any
 
@@ -111,12 +111,15 @@ func newLock(client redis.UniversalClient, name string, p *primitive, opts []Opt
 	if _, ok := client.(*redis.ClusterClient); ok {
 		pub = "spublish" // heard on the channel's shard only
 	}
-	l.keyBuf = [...]string{l.key, ln.fence}
-	l.acquireKeys = l.keyBuf[:]
+	l.keyBuf = [...]string{l.key, ln.fence, l.channel}
+	l.acquireKeys = l.keyBuf[:2]
+	if p.waitsKey {
+		l.acquireKeys = l.keyBuf[:3]
+	}
 	release := append(l.cmdBuf[:0], "evalsha", p.releaseSHA, 2, &l.key, &l.latch)
 	if p.extraKeys != nil {
 		more := p.extraKeys(l.key)
-		l.acquireKeys = append(l.keyBuf[:], more...)
+		l.acquireKeys = append(l.keyBuf[:2:2], more...)
 		l.releaseKeys = append([]string{l.key, l.latch}, more...)
 		release = make([]any, 0, releaseArgs+len(more))
 		release = append(release, "evalsha", p.releaseSHA, len(l.releaseKeys), &l.key, &l.latch)

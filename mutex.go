@@ -2,6 +2,7 @@ package redislock
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -10,6 +11,7 @@ import (
 var mutex = func() *primitive {
 	p := newPrimitive("mutex", false, acquireScript, releaseScript, extendScript, pttlScript)
 	p.handoff, p.handoffSHA = handoffScript, handoffScript.Hash()
+	p.waitsKey = true
 	return p
 }()
 
@@ -39,7 +41,8 @@ var mutex = func() *primitive {
 
 // acquireScript takes or re-enters the lock, and issues fencing tokens.
 //
-//	KEYS[1] lock key, KEYS[2] its fencing counter
+//	KEYS[1] lock key, KEYS[2] its fencing counter, KEYS[3] its waits key
+//	(see handoffScript)
 //	ARGV[1] owner,
 //	ARGV[2] "0" for a fresh hold, or the token of the hold to re-enter,
 //	ARGV[3] TTL in ms
@@ -56,20 +59,21 @@ var mutex = func() *primitive {
 // integer fails the call with an error starting "WRONGTYPE" naming the key.
 // Errors other than a wrong type (READONLY on a replica, OOM) are returned
 // as they are. A hash without an owner field is someone else's.
-var acquireScript = newScript(acquirePrelude + mutexReentrySource + `
+var acquireScript = newWaitsScript(acquirePrelude + mutexReentrySource + `
 if redis.call('exists', KEYS[1]) == 1 then
-  local v = redis.pcall('hmget', KEYS[1], 'owner', 'waits')
-  if v.err then
-    return failed(v, 'lock key ' .. KEYS[1] .. ' is not a lock hash')
+  local owner = redis.pcall('hget', KEYS[1], 'owner')
+  if type(owner) == 'table' then
+    return failed(owner, 'lock key ' .. KEYS[1] .. ' is not a lock hash')
   end
-  if v[1] ~= ARGV[1] then
-    if v[1] and v[2] ~= ARGV[1] and v[2] ~= '*' then
+  if owner ~= ARGV[1] then
+    if owner then
       -- Record who was kept waiting, for the hand-off (handoffScript).
-      local waits = ARGV[1]
-      if v[2] and v[2] ~= '' then
-        waits = '*'
+      local w = redis.pcall('get', KEYS[3])
+      if w == ARGV[1] or w == '*' then
+        redis.call('pexpire', KEYS[3], WAITS_TTL_MS)
+      elseif type(w) ~= 'table' then
+        redis.call('set', KEYS[3], w and '*' or ARGV[1], 'px', WAITS_TTL_MS)
       end
-      redis.call('hset', KEYS[1], 'waits', waits)
     end
     local ttl = redis.call('pttl', KEYS[1])
     if ttl >= 0 then
@@ -175,37 +179,51 @@ return redis.call('pttl', KEYS[1])
 
 // maxHandoffs is how many holds in a row a lock may be handed from one
 // waiter of a process to the next before a release frees it for all: a
-// bound for waiters that do not record themselves in the lock hash (the
-// Python original) and for those of the same process on another client.
+// bound for waiters that do not record themselves (the Python original)
+// and for those of the same process on another client.
 const maxHandoffs = 16
+
+// waitsTTL is how long the waits key of a lock (see handoffScript) keeps
+// the record of a refused acquire.
+const waitsTTL = ReleaseLatchTTL
+
+// newWaitsScript is newScript with waitsTTL written into the source
+// (WAITS_TTL_MS).
+func newWaitsScript(src string) *redis.Script {
+	return newScript(strings.ReplaceAll(src, "WAITS_TTL_MS", strconv.FormatInt(waitsTTL.Milliseconds(), 10)))
+}
 
 // handoffScript gives up the last level of a hold and hands the lock to a
 // waiter of the releasing process (the heir) in the same call, unless
-// someone else was kept waiting meanwhile (see below): then it releases
-// the lock as releaseScript does.
+// someone else was kept waiting (see below): then it releases the lock as
+// releaseScript does.
 //
 //	KEYS[1] lock key, KEYS[2] the releasing hold's release latch,
-//	KEYS[3] the slot's fencing counter
+//	KEYS[3] the lock's waits key, KEYS[4] the fencing counter
 //	ARGV[1] owner, ARGV[2] the hold's token, ARGV[3] the channel,
 //	ARGV[4] "publish" or "spublish", ARGV[5] the heir's owner,
 //	ARGV[6] the heir's TTL in ms
 //
 // Returns -1 when the hold is not on the key, 0 when it released the lock
 // (announced, the token left in the latch), -2 when it did so because
-// someone other than the heir was kept waiting, or the fencing token (> 0) of
-// the heir's new hold: count 1, the heir's TTL, the next token of the
+// someone other than the heir was kept waiting, or the fencing token (> 0)
+// of the heir's new hold: count 1, the heir's TTL, the next token of the
 // counter. The hash records, besides the Python original's fields and the
-// token, the releasing hold's token ("from"), so that a retry of this
-// call after its reply was lost returns the same token, and how many
-// hand-offs came in a row ("chain"). Every refused acquire records its
-// owner in the field "waits" ("*" for several); the lock is handed over
-// only while it names nobody but the heir, and at most maxHandoffs times
-// in a row, so that waiters of other processes, which a release wakes,
-// are not passed over.
-var handoffScript = newScript(acquirePrelude + `
-local v = redis.pcall('hmget', KEYS[1], 'owner', 'token', 'waits', 'chain', 'from')
+// token, the releasing hold's token ("from"), so that a retry of this call
+// after its reply was lost returns the same token, and how many hand-offs
+// came in a row ("chain").
+//
+// Every acquire refused while the lock is held records its owner in the
+// waits key — a string named as the lock's release channel, which lives
+// for waitsTTL after the last refusal — or "*" once two owners were
+// refused. The lock is handed over only while that key names nobody but
+// the heir, and at most maxHandoffs times in a row, so that those who were
+// refused, whom a release wakes or who try again by themselves (a
+// TryAcquire that polls), find the lock free as often as without hand-offs.
+var handoffScript = newWaitsScript(acquirePrelude + `
+local v = redis.pcall('hmget', KEYS[1], 'owner', 'token', 'chain', 'from')
 if v.err or v[1] ~= ARGV[1] or tonumber(v[2]) ~= tonumber(ARGV[2]) then
-  if not v.err and v[1] == ARGV[5] and tonumber(v[5]) == tonumber(ARGV[2]) then
+  if not v.err and v[1] == ARGV[5] and tonumber(v[4]) == tonumber(ARGV[2]) then
     return tonumber(v[2])
   end
   if redis.pcall('get', KEYS[2]) == ARGV[2] then
@@ -213,8 +231,9 @@ if v.err or v[1] ~= ARGV[1] or tonumber(v[2]) ~= tonumber(ARGV[2]) then
   end
   return -1
 end
-local others = v[3] and v[3] ~= '' and v[3] ~= ARGV[5]
-if others or tonumber(v[4] or 0) >= ` + strconv.Itoa(maxHandoffs) + ` then
+local w = redis.pcall('get', KEYS[3])
+local others = w and w ~= ARGV[5]
+if others or (tonumber(v[3]) or 0) >= ` + strconv.Itoa(maxHandoffs) + ` then
   redis.call('del', KEYS[1])
   redis.call('set', KEYS[2], ARGV[2], 'px', LATCH_TTL_MS)
   redis.call(ARGV[4], ARGV[3], '')
@@ -223,12 +242,14 @@ if others or tonumber(v[4] or 0) >= ` + strconv.Itoa(maxHandoffs) + ` then
   end
   return 0
 end
-local chain = tonumber(v[4]) or 0
-local token, err = nexttoken(KEYS[3])
+local token, err = nexttoken(KEYS[4])
 if err then
   return err
 end
-redis.call('hset', KEYS[1], 'owner', ARGV[5], 'count', 1, 'token', token, 'waits', '', 'chain', chain + 1, 'from', ARGV[2])
+if w then
+  redis.call('del', KEYS[3])
+end
+redis.call('hset', KEYS[1], 'owner', ARGV[5], 'count', 1, 'token', token, 'chain', (tonumber(v[3]) or 0) + 1, 'from', ARGV[2])
 redis.call('pexpire', KEYS[1], ARGV[6])
 return token
 `)
