@@ -84,10 +84,10 @@ func WithoutHeartbeat() Option { return func(o *options) { o.noHeartbeat = true 
 // the same process, and the Lock being handed the lock by another's
 // release: every release frees the lock for whoever tries first. Use it on
 // the Locks of names that processes which record nothing of their waiting
-// also wait for — the Python original polls, and a hand-off between the
-// Locks of one process lets it in only every 16th time. Default: a last
-// release hands the lock to the next waiter of its process when nobody
-// else waits (see the package documentation).
+// also wait for: the Python original polls, and Locks of one process that
+// hand the lock to each other free it only every 17th release. Default: a
+// last release hands the lock to the next waiter of its process when
+// nobody else was refused meanwhile (see the package documentation).
 func WithoutHandOff() Option { return func(o *options) { o.noHandOff = true } }
 
 // WithWaitTimeout bounds how long [Lock.Acquire] waits; 0 means one attempt
