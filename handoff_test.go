@@ -416,3 +416,26 @@ func TestHeirLetsOthersTryFirst(t *testing.T) {
 	t.Logf("the outsider came first in %d of %d rounds", outsiderFirst, rounds)
 	assert.GreaterOrEqual(t, outsiderFirst, rounds*3/4)
 }
+
+// The waits key that a refused acquire writes lives waitsTTL after the
+// last refusal, and nothing else of the refusal stays.
+func TestWaitsKeyExpires(t *testing.T) {
+	ctx := context.Background()
+	c := redistest.Client(t)
+	name := redistest.Key(t)
+	holder, other := mustNew(t, c, name), mustNew(t, c, name)
+	require.NoError(t, holder.Acquire(ctx))
+	for range 2 {
+		ok, err := other.TryAcquire(ctx)
+		require.NoError(t, err)
+		require.False(t, ok)
+	}
+	assert.Equal(t, other.Owner(), c.Get(ctx, holder.channel).Val())
+	pttl := c.PTTL(ctx, holder.channel).Val()
+	assert.Greater(t, pttl, waitsTTL-time.Second)
+	assert.LessOrEqual(t, pttl, waitsTTL)
+	require.NoError(t, holder.Release(ctx))
+	keys, err := c.Keys(ctx, "*"+name+"*").Result()
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{holder.channel, holder.latch}, keys, "what the name leaves for a while")
+}
