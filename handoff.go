@@ -39,8 +39,19 @@ func (l *Lock) heir(final bool) *waiter {
 	}
 	notifiers.mu.Lock()
 	n := notifiers.m[l.client]
+	elsewhere := false
+	for c, o := range notifiers.m {
+		if c != l.client {
+			// Waiters of this process on other clients record nothing that
+			// the script would see: look for them here.
+			o.mu.Lock()
+			q := o.queues[l.channel]
+			elsewhere = elsewhere || (q != nil && len(q.waiters) > 0)
+			o.mu.Unlock()
+		}
+	}
 	notifiers.mu.Unlock()
-	if n == nil {
+	if n == nil || elsewhere {
 		return nil
 	}
 	n.mu.Lock()
@@ -115,7 +126,7 @@ func (l *Lock) handOff(ctx context.Context, h *hold, w *waiter) (int64, error) {
 	for _, k := range keys {
 		cmd = append(cmd, k)
 	}
-	cmd = append(cmd, l.owner, h.tokenArg, l.channel, publishVerb(l.client), heir.owner, heir.opts.ttlMs)
+	cmd = append(cmd, l.owner, h.tokenArg, l.channel, publishVerb(l.client), heir.owner, heir.opts.ttlMs, processGroup)
 	token, err := evalsha(detach(ctx, DefaultReleaseTimeout), l.client, l.prim.handoff, keys, cmd).Int64()
 	if err != nil && !isServerError(err) {
 		// No answer: the lock may have been handed over all the same, and

@@ -246,6 +246,6 @@ func TestHandOffChurn(t *testing.T) {
 func isHandOff(cmd redis.Cmder) bool {
 	args := cmd.Args()
 	// A mutex's: four keys (the lock, the latch, the waits key, the fence)
-	// and six arguments.
-	return len(args) == 13 && strings.EqualFold(cmd.Name(), "evalsha") && fmt.Sprint(args[2]) == "4"
+	// and seven arguments.
+	return len(args) == 14 && strings.EqualFold(cmd.Name(), "evalsha") && fmt.Sprint(args[2]) == "4"
 }

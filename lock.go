@@ -61,7 +61,7 @@ type Lock struct {
 // at a time. It makes no Redis call. It fails with ErrInvalidArgument when
 // client is nil, name is empty, or an option is out of range.
 func New(client redis.UniversalClient, name string, opts ...Option) (*Lock, error) {
-	return newLock(client, name, mutex, opts, nil)
+	return newLock(client, name, mutex, opts, mutexExtra)
 }
 
 // fairExtra is the fair mutex's own acquire argument: the waiter lease;

@@ -1,6 +1,8 @@
 package redislock
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"strconv"
 	"strings"
 
@@ -11,7 +13,7 @@ import (
 var mutex = func() *primitive {
 	p := newPrimitive("mutex", false, acquireScript, releaseScript, extendScript, pttlScript)
 	p.handoff, p.handoffSHA = handoffScript, handoffScript.Hash()
-	p.waitsKey = true
+	p.waitsKey, p.waitArg = true, true
 	return p
 }()
 
@@ -45,7 +47,8 @@ var mutex = func() *primitive {
 //	(see handoffScript)
 //	ARGV[1] owner,
 //	ARGV[2] "0" for a fresh hold, or the token of the hold to re-enter,
-//	ARGV[3] TTL in ms
+//	ARGV[3] TTL in ms, ARGV[4] the caller's process group when it will
+//	wait in its process's queue, else "0" (see handoffScript)
 //
 // When the owner holds the lock after the call it returns the hold's
 // fencing token (> 0). A fresh hold takes the counter's next value; a
@@ -69,10 +72,10 @@ if redis.call('exists', KEYS[1]) == 1 then
     if owner then
       -- Record who was kept waiting, for the hand-off (handoffScript).
       local w = redis.pcall('get', KEYS[3])
-      if w == ARGV[1] or w == '*' then
+      if w == ARGV[4] or w == '*' then
         redis.call('pexpire', KEYS[3], WAITS_TTL_MS)
       elseif type(w) ~= 'table' then
-        redis.call('set', KEYS[3], w and '*' or ARGV[1], 'px', WAITS_TTL_MS)
+        redis.call('set', KEYS[3], w and '*' or ARGV[4], 'px', WAITS_TTL_MS)
       end
     end
     local ttl = redis.call('pttl', KEYS[1])
@@ -177,6 +180,19 @@ end
 return redis.call('pttl', KEYS[1])
 `)
 
+// processGroup names this process in the waits key (see handoffScript):
+// random, so that no two processes share it.
+var processGroup = func() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails, as documented
+	return hex.EncodeToString(b[:])
+}()
+
+// mutexExtra is the mutex's own acquire argument: the process's group, for
+// a caller that waits in this process's queue; noWait takes its place for
+// one that will not wait.
+var mutexExtra = []any{processGroup}
+
 // maxHandoffs is how many holds in a row a lock may be handed from one
 // waiter of a process to the next before a release frees it for all: a
 // bound for waiters that do not record themselves (the Python original)
@@ -202,7 +218,7 @@ func newWaitsScript(src string) *redis.Script {
 //	KEYS[3] the lock's waits key, KEYS[4] the fencing counter
 //	ARGV[1] owner, ARGV[2] the hold's token, ARGV[3] the channel,
 //	ARGV[4] "publish" or "spublish", ARGV[5] the heir's owner,
-//	ARGV[6] the heir's TTL in ms
+//	ARGV[6] the heir's TTL in ms, ARGV[7] the process group of both
 //
 // Returns -1 when the hold is not on the key, 0 when it released the lock
 // (announced, the token left in the latch), -2 when it did so because
@@ -213,13 +229,17 @@ func newWaitsScript(src string) *redis.Script {
 // after its reply was lost returns the same token, and how many hand-offs
 // came in a row ("chain").
 //
-// Every acquire refused while the lock is held records its owner in the
-// waits key — a string named as the lock's release channel, which lives
-// for waitsTTL after the last refusal — or "*" once two owners were
-// refused. The lock is handed over only while that key names nobody but
-// the heir, and at most maxHandoffs times in a row, so that those who were
-// refused, whom a release wakes or who try again by themselves (a
-// TryAcquire that polls), find the lock free as often as without hand-offs.
+// Every acquire refused while the lock is held records who was refused in
+// the waits key — a string named as the lock's release channel, which
+// lives for waitsTTL after the last refusal: the process group of a caller
+// that waits in its process's queue, where a hand-off can reach it, "0"
+// for one that does not wait (a TryAcquire), "*" once two different ones
+// were refused. The lock is handed over only while that key names nobody
+// but the releasing process, and at most maxHandoffs times in a row, so
+// that those who were refused, whom a release wakes or who try again by
+// themselves (a TryAcquire that polls), find the lock free as often as
+// without hand-offs. Waiters of the same process on other clients are
+// looked for by the releaser itself.
 var handoffScript = newWaitsScript(acquirePrelude + `
 local v = redis.pcall('hmget', KEYS[1], 'owner', 'token', 'chain', 'from')
 if v.err or v[1] ~= ARGV[1] or tonumber(v[2]) ~= tonumber(ARGV[2]) then
@@ -232,7 +252,7 @@ if v.err or v[1] ~= ARGV[1] or tonumber(v[2]) ~= tonumber(ARGV[2]) then
   return -1
 end
 local w = redis.pcall('get', KEYS[3])
-local others = w and w ~= ARGV[5]
+local others = w and w ~= ARGV[7]
 if others or (tonumber(v[3]) or 0) >= ` + strconv.Itoa(maxHandoffs) + ` then
   redis.call('del', KEYS[1])
   redis.call('set', KEYS[2], ARGV[2], 'px', LATCH_TTL_MS)
@@ -245,9 +265,6 @@ end
 local token, err = nexttoken(KEYS[4])
 if err then
   return err
-end
-if w then
-  redis.call('del', KEYS[3])
 end
 redis.call('hset', KEYS[1], 'owner', ARGV[5], 'count', 1, 'token', token, 'chain', (tonumber(v[3]) or 0) + 1, 'from', ARGV[2])
 redis.call('pexpire', KEYS[1], ARGV[6])

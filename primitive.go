@@ -41,7 +41,8 @@ import (
 //
 //	KEYS as release's, then the fencing counter of the lock key's slot
 //	ARGV[1:4] as release's ARGV[1], ARGV[2], ARGV[4], ARGV[5],
-//	ARGV[5] the heir's owner, ARGV[6] the heir's TTL in ms
+//	ARGV[5] the heir's owner, ARGV[6] the heir's TTL in ms, ARGV[7] the
+//	process's group (see mutex.go)
 //
 // and returns as release does, or the fencing token (> 0) of the hold the
 // heir now has (count 1, its TTL); a retry after a lost reply returns the
