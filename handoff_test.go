@@ -435,3 +435,47 @@ func TestWaitsKeyExpires(t *testing.T) {
 	require.NoError(t, err)
 	assert.ElementsMatch(t, []string{holder.channel, holder.latch}, keys, "what the name leaves for a while")
 }
+
+// Waiters of one process and client that take turns cost about one
+// request per acquisition: their own refused attempts, made before they
+// queue, do not stop the hand-offs between them.
+func TestHandOffInOneProcessTakesOneRequest(t *testing.T) {
+	counter := &scriptCounter{}
+	c := redistest.Client(t)
+	c.AddHook(counter)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	name := redistest.Key(t)
+	var next atomic.Int64
+	const total = 400
+	var wg sync.WaitGroup
+	for range 4 {
+		l := mustNew(t, c, name)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= total {
+				if err := l.Acquire(ctx); err != nil {
+					t.Error(err)
+					return
+				}
+				time.Sleep(200 * time.Microsecond)
+				if err := l.Release(ctx); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	counter.mu.Lock()
+	requests := 0
+	for _, n := range counter.counts {
+		requests += n
+	}
+	handoffs := counter.counts[mutex.handoffSHA.(string)]
+	counter.mu.Unlock()
+	t.Logf("%d acquisitions: %d requests, %d hand-offs", total, requests, handoffs)
+	assert.Greater(t, handoffs, total*3/4)
+	assert.Less(t, float64(requests)/total, 1.5, "requests per acquisition")
+}
