@@ -24,7 +24,7 @@ import (
 // the fencing counter of each slot, the release latches, a fair lock's
 // queue and waiter leases, and the release channels.
 var (
-	aclKeys     = []string{"~lock:*", "~redislock:{*}:fence", "~redislock:{*}:released:lock:*", "~redislock:{*}:queue:lock:*", "~redislock:{*}:waiters:lock:*", "~redislock:{*}:lock:*"}
+	aclKeys     = []string{"~lock:*", "~redislock:{*}:fence", "~redislock:{*}:released:lock:*", "~redislock:{*}:queue:lock:*", "~redislock:{*}:waiters:lock:*"}
 	aclChannels = []string{"&redislock:{*}:lock:*"}
 )
 

@@ -10,7 +10,7 @@ import (
 // timer, so that a Lock made for each entity does not pay for a timer of
 // its own. A hold is queued from its acquire until it ends, by the latest
 // deadline a request gave it. When the timer fires, each hold whose
-// deadline has come is handed to deadlinePassed, after deadlines.mu is let
+// deadline has come is handed to endAtDeadline, after deadlines.mu is let
 // go: the Lock's mu is taken after deadlines.mu, never while it is held.
 var deadlines = &deadlineQueue{}
 
@@ -74,8 +74,18 @@ func (q *deadlineQueue) fire() {
 		q.timer.Reset(time.Duration(q.next - now))
 	}
 	q.mu.Unlock()
+	// Every hold is told first (Lost closes, its contexts are cancelled);
+	// the observers and loggers, which may take their time, hear of the
+	// losses after.
+	lost := due[:0]
 	for _, h := range due {
-		h.lock.deadlinePassed(h)
+		if h.lock.endAtDeadline(h) {
+			lost = append(lost, h)
+		}
+	}
+	for _, h := range lost {
+		h.lock.lostReport(h)
+		h.lock.unschedule(h)
 	}
 }
 

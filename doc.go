@@ -47,9 +47,9 @@
 // format of the Python original this package is compatible with: both can
 // share locks, each excluding the other. This package adds a "token" field,
 // which the original ignores. Two more kinds of keys: a fencing-token
-// counter that never expires — on a *redis.Client one for every name, on a
-// cluster or Ring one per cluster slot, shared by the names of the slot and
-// bounded by the number of slots (16,384) — and, for [ReleaseLatchTTL] after
+// counter that never expires, one per cluster slot, shared by the names of
+// the slot and bounded by the number of slots (16,384), and, for
+// [ReleaseLatchTTL] after
 // a last release, a small release latch in the lock key's slot. Nothing of a
 // lock name stays in Redis longer than that after its last release.
 //

@@ -10,3 +10,6 @@ func FairQueueKeys(key string) (queue, waiters string) {
 // WaitQueued waits until l's lock has n waiters in this process, their
 // subscription confirmed and the head asleep; see waitQueued.
 var WaitQueued = waitQueued
+
+// FenceKeyFor returns the fencing counter of key's slot.
+func FenceKeyFor(key string) string { return fenceKeyFor(key) }

@@ -152,9 +152,14 @@ if head ~= ARGV[5] then
   redis.call(ARGV[4], ARGV[3], head or '')
   return 0
 end
-local token, err = nexttoken(KEYS[5])
-if err then
-  return err
+local token = nexttoken(KEYS[5])
+if not token then
+  -- A counter it cannot use (of another type, or a server out of memory):
+  -- release all the same.
+  redis.call('del', KEYS[1])
+  redis.call('set', KEYS[2], ARGV[2], 'px', LATCH_TTL_MS)
+  redis.call(ARGV[4], ARGV[3], head or '')
+  return 0
 end
 redis.call('zrem', KEYS[3], ARGV[5])
 redis.call('zrem', KEYS[4], ARGV[5])

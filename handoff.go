@@ -20,6 +20,10 @@ import (
 // hold. An heir whose wait ended while reserved is no longer there to take
 // it: the releaser gives the hold back at once.
 
+// shareFor is how long a process lets others in at every release of a
+// lock after a release found them kept waiting.
+const shareFor = 10 * time.Second
+
 // heirState is where a waiter stands with regard to hand-offs.
 type heirState uint8
 
@@ -51,11 +55,15 @@ func (l *Lock) heir(final bool) *waiter {
 		}
 	}
 	notifiers.mu.Unlock()
-	if n == nil || elsewhere {
+	if n == nil {
 		return nil
 	}
 	n.mu.Lock()
 	w := n.heirLocked(l)
+	if w != nil && elsewhere {
+		// Released to all, and the heir lets them try first.
+		w.q.shareUntil = time.Now().Add(shareFor)
+	}
 	n.mu.Unlock()
 	if w == nil {
 		return nil
@@ -112,21 +120,19 @@ func (l *Lock) handOff(ctx context.Context, h *hold, w *waiter) (int64, error) {
 	if keys == nil {
 		keys = []string{l.key, l.latch}
 	}
-	fence := l.acquireKeys[1]
-	if fence == sharedFence && slotted(l.client) {
-		fence = fenceKeyFor(l.key)
-	}
-	keys = keys[:len(keys):len(keys)]
-	if l.prim.waitsKey {
-		keys = append(keys, l.channel)
-	}
-	keys = append(keys, fence)
+	keys = append(keys[:len(keys):len(keys)], l.acquireKeys[1]) // the fencing counter
 	cmd := make([]any, 0, 3+len(keys)+6)
 	cmd = append(cmd, "evalsha", l.prim.handoffSHA, len(keys))
 	for _, k := range keys {
 		cmd = append(cmd, k)
 	}
-	cmd = append(cmd, l.owner, h.tokenArg, l.channel, publishVerb(l.client), heir.owner, heir.opts.ttlMs, processGroup)
+	cmd = append(cmd, l.owner, h.tokenArg, l.channel, publishVerb(l.client), heir.owner, heir.opts.ttlMs, processGroup, "0")
+	n := w.n
+	n.mu.Lock()
+	if start.Before(w.q.shareUntil) {
+		cmd[len(cmd)-1] = "1"
+	}
+	n.mu.Unlock()
 	token, err := evalsha(detach(ctx, DefaultReleaseTimeout), l.client, l.prim.handoff, keys, cmd).Int64()
 	if err != nil && !isServerError(err) {
 		// No answer: the lock may have been handed over all the same, and
@@ -141,8 +147,13 @@ func (l *Lock) handOff(ctx context.Context, h *hold, w *waiter) (int64, error) {
 		if err == nil && token == -2 {
 			// Released for others kept waiting: they hear of it about as
 			// soon as the heir would try; let them try first, for about
-			// as long as this request took.
+			// as long as this request took. Those that try again by
+			// themselves may not be trying now: let them in at every
+			// release for a while.
 			token, after = 0, min(time.Since(start), l.opts.retryMin)
+			n.mu.Lock()
+			w.q.shareUntil = time.Now().Add(shareFor)
+			n.mu.Unlock()
 		}
 		w.unreserve(after)
 		if err != nil {

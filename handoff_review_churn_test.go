@@ -245,7 +245,7 @@ func TestHandOffChurn(t *testing.T) {
 // keys and six arguments.
 func isHandOff(cmd redis.Cmder) bool {
 	args := cmd.Args()
-	// A mutex's: four keys (the lock, the latch, the waits key, the fence)
-	// and seven arguments.
-	return len(args) == 14 && strings.EqualFold(cmd.Name(), "evalsha") && fmt.Sprint(args[2]) == "4"
+	// A mutex's: three keys (the lock, the latch, the fence) and eight
+	// arguments.
+	return len(args) == 14 && strings.EqualFold(cmd.Name(), "evalsha") && fmt.Sprint(args[2]) == "3"
 }

@@ -220,24 +220,22 @@ func (l *Lock) armDeadlineLocked(deadline time.Time) {
 	deadlines.arm(l.hold, deadline)
 }
 
-// deadlinePassed runs when h's validity deadline has come. It declares h
-// lost if it is still the own hold and no renewal has moved its deadline in
-// the meantime.
-func (l *Lock) deadlinePassed(h *hold) {
+// endAtDeadline runs when h's validity deadline has come. It ends h as
+// lost if it is still the own hold and no renewal has moved its deadline
+// in the meantime, and reports whether it did; the caller then tells of
+// the loss (lostReport) and stops renewing it (unschedule).
+func (l *Lock) endAtDeadline(h *hold) bool {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.hold != h {
-		l.mu.Unlock()
-		return
+		return false
 	}
 	if time.Until(h.deadline) > 0 {
 		deadlines.arm(h, h.deadline) // a renewal moved the deadline
-		l.mu.Unlock()
-		return
+		return false
 	}
 	l.loseLocked(h, errExpired)
-	l.mu.Unlock()
-	l.lostReport(h)
-	l.unschedule(h)
+	return true
 }
 
 // renewed records a successful heartbeat renewal of h sent at start. An

@@ -32,7 +32,7 @@ type Lock struct {
 	releaseCmd               []any
 	extra                    []any     // the primitive's own acquire arguments
 	latch                    string    // the release latch; see newNames
-	keyBuf                   [3]string // the key, the fencing counter and the waits key
+	keyBuf                   [2]string // the key and the fencing counter
 	tokenArg                 int
 	cmdBuf                   [releaseArgs]any
 
@@ -100,7 +100,7 @@ func newLock(client redis.UniversalClient, name string, p *primitive, opts []Opt
 	}
 	// A latch per owner: a release retried after its reply was lost must
 	// find its own token, not that of a holder who came and went meanwhile.
-	ln := newNames(o.prefix, name, owner, singleServer(client))
+	ln := newNames(o.prefix, name, owner)
 	l.key, l.channel, l.latch, l.owner, l.extra = ln.key, ln.channel, ln.latch, ln.owner, extra
 	l.op = make(chan struct{}, 1)
 	// The release command lives in the Lock and points to its fields, so
@@ -111,11 +111,8 @@ func newLock(client redis.UniversalClient, name string, p *primitive, opts []Opt
 	if _, ok := client.(*redis.ClusterClient); ok {
 		pub = "spublish" // heard on the channel's shard only
 	}
-	l.keyBuf = [...]string{l.key, ln.fence, l.channel}
-	l.acquireKeys = l.keyBuf[:2]
-	if p.waitsKey {
-		l.acquireKeys = l.keyBuf[:3]
-	}
+	l.keyBuf = [...]string{l.key, ln.fence}
+	l.acquireKeys = l.keyBuf[:]
 	release := append(l.cmdBuf[:0], "evalsha", p.releaseSHA, 2, &l.key, &l.latch)
 	if p.extraKeys != nil {
 		more := p.extraKeys(l.key)
@@ -202,9 +199,8 @@ func (l *Lock) Count() int {
 // Token returns the fencing token of the current hold, or 0 when not held.
 // Every fresh acquisition of a lock name, by any Lock, gets a larger token
 // than the ones before; re-entering keeps it. Tokens of different names
-// come from one sequence (one counter per server on a *redis.Client, one
-// per Redis Cluster hash slot on a cluster or Ring), so compare tokens of
-// one name only. Pass it to the resource the lock
+// may come from one sequence (one counter per Redis Cluster hash slot), so
+// compare tokens of one name only. Pass it to the resource the lock
 // protects and have that resource refuse a token lower than one it has
 // seen: that, not the lease, makes a stalled former holder harmless. Tokens
 // come with the acquire round trip. They can go backwards only if Redis

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"strconv"
-	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -13,7 +12,7 @@ import (
 var mutex = func() *primitive {
 	p := newPrimitive("mutex", false, acquireScript, releaseScript, extendScript, pttlScript)
 	p.handoff, p.handoffSHA = handoffScript, handoffScript.Hash()
-	p.waitsKey, p.waitArg = true, true
+	p.waitArg = true
 	return p
 }()
 
@@ -21,12 +20,11 @@ var mutex = func() *primitive {
 // holder's identity) and "count" (its reentrant depth), expiring by
 // PEXPIRE. This is the Python original's format, so both can share locks;
 // the extra field "token" (the hold's fencing token) is ignored by the
-// original. Two more keys (see names.go): the fencing counter, one integer
-// that never expires, shared by every lock name on a *redis.Client and by
-// the names of the lock key's cluster slot, in that slot, on a cluster or
-// Ring; and, for ReleaseLatchTTL after a last release, the release latch, in
-// the lock key's slot, which holds the released hold's token so that a
-// client retrying that release learns it succeeded.
+// original. Two more keys live in the lock key's cluster slot (see
+// names.go): the slot's fencing counter, one integer shared by every lock
+// name of the slot, which never expires; and, for ReleaseLatchTTL after a
+// last release, the release latch, which holds the released hold's token so
+// that a client retrying that release learns it succeeded.
 //
 // Every script that changes a hold first checks that ARGV carries its owner
 // and token, and reads the lock key with pcall before it writes anything, so
@@ -43,8 +41,7 @@ var mutex = func() *primitive {
 
 // acquireScript takes or re-enters the lock, and issues fencing tokens.
 //
-//	KEYS[1] lock key, KEYS[2] its fencing counter, KEYS[3] its waits key
-//	(see handoffScript)
+//	KEYS[1] lock key, KEYS[2] its fencing counter
 //	ARGV[1] owner,
 //	ARGV[2] "0" for a fresh hold, or the token of the hold to re-enter,
 //	ARGV[3] TTL in ms, ARGV[4] the caller's process group when it will
@@ -62,7 +59,7 @@ var mutex = func() *primitive {
 // integer fails the call with an error starting "WRONGTYPE" naming the key.
 // Errors other than a wrong type (READONLY on a replica, OOM) are returned
 // as they are. A hash without an owner field is someone else's.
-var acquireScript = newWaitsScript(acquirePrelude + mutexReentrySource + `
+var acquireScript = newScript(acquirePrelude + mutexReentrySource + `
 if redis.call('exists', KEYS[1]) == 1 then
   local owner = redis.pcall('hget', KEYS[1], 'owner')
   if type(owner) == 'table' then
@@ -70,12 +67,11 @@ if redis.call('exists', KEYS[1]) == 1 then
   end
   if owner ~= ARGV[1] then
     if owner then
-      -- Record who was kept waiting, for the hand-off (handoffScript).
-      local w = redis.pcall('get', KEYS[3])
-      if w == ARGV[4] or w == '*' then
-        redis.call('pexpire', KEYS[3], WAITS_TTL_MS)
-      elseif type(w) ~= 'table' then
-        redis.call('set', KEYS[3], w and '*' or ARGV[4], 'px', WAITS_TTL_MS)
+      -- Record who was kept waiting, for the hand-off (handoffScript); a
+      -- server that refuses the write (out of memory) records nothing.
+      local w = redis.call('hget', KEYS[1], 'waits')
+      if w ~= ARGV[4] and w ~= '*' then
+        redis.pcall('hset', KEYS[1], 'waits', (w and w ~= '') and '*' or ARGV[4])
       end
     end
     local ttl = redis.call('pttl', KEYS[1])
@@ -180,7 +176,7 @@ end
 return redis.call('pttl', KEYS[1])
 `)
 
-// processGroup names this process in the waits key (see handoffScript):
+// processGroup names this process in the waits record (see handoffScript):
 // random, so that no two processes share it.
 var processGroup = func() string {
 	var b [8]byte
@@ -199,49 +195,41 @@ var mutexExtra = []any{processGroup}
 // and for those of the same process on another client.
 const maxHandoffs = 16
 
-// waitsTTL is how long the waits key of a lock (see handoffScript) keeps
-// the record of a refused acquire.
-const waitsTTL = ReleaseLatchTTL
-
-// newWaitsScript is newScript with waitsTTL written into the source
-// (WAITS_TTL_MS).
-func newWaitsScript(src string) *redis.Script {
-	return newScript(strings.ReplaceAll(src, "WAITS_TTL_MS", strconv.FormatInt(waitsTTL.Milliseconds(), 10)))
-}
-
 // handoffScript gives up the last level of a hold and hands the lock to a
 // waiter of the releasing process (the heir) in the same call, unless
 // someone else was kept waiting (see below): then it releases the lock as
 // releaseScript does.
 //
 //	KEYS[1] lock key, KEYS[2] the releasing hold's release latch,
-//	KEYS[3] the lock's waits key, KEYS[4] the fencing counter
+//	KEYS[3] the fencing counter
 //	ARGV[1] owner, ARGV[2] the hold's token, ARGV[3] the channel,
 //	ARGV[4] "publish" or "spublish", ARGV[5] the heir's owner,
-//	ARGV[6] the heir's TTL in ms, ARGV[7] the process group of both
+//	ARGV[6] the heir's TTL in ms, ARGV[7] the process group of both,
+//	ARGV[8] "1" to release whoever waits, as for others kept waiting
 //
 // Returns -1 when the hold is not on the key, 0 when it released the lock
 // (announced, the token left in the latch), -2 when it did so because
-// someone other than the heir was kept waiting, or the fencing token (> 0)
-// of the heir's new hold: count 1, the heir's TTL, the next token of the
-// counter. The hash records, besides the Python original's fields and the
-// token, the releasing hold's token ("from"), so that a retry of this call
-// after its reply was lost returns the same token, and how many hand-offs
-// came in a row ("chain").
+// someone outside the releasing process was kept waiting, or the fencing
+// token (> 0) of the heir's new hold: count 1, the heir's TTL, the next
+// token of the counter. The hash records, besides the Python original's
+// fields and the token, the releasing hold's token ("from"), so that a
+// retry of this call after its reply was lost returns the same token, and
+// how many hand-offs came in a row ("chain"). A counter it cannot use (of
+// another type, or a server out of memory) makes it release instead.
 //
-// Every acquire refused while the lock is held records who was refused in
-// the waits key — a string named as the lock's release channel, which
-// lives for waitsTTL after the last refusal: the process group of a caller
-// that waits in its process's queue, where a hand-off can reach it, "0"
-// for one that does not wait (a TryAcquire), "*" once two different ones
-// were refused. The lock is handed over only while that key names nobody
-// but the releasing process, and at most maxHandoffs times in a row, so
-// that those who were refused, whom a release wakes or who try again by
-// themselves (a TryAcquire that polls), find the lock free as often as
-// without hand-offs. Waiters of the same process on other clients are
-// looked for by the releaser itself.
-var handoffScript = newWaitsScript(acquirePrelude + `
-local v = redis.pcall('hmget', KEYS[1], 'owner', 'token', 'chain', 'from')
+// Every acquire refused while the lock is held records, in the hash's
+// field "waits", who was refused: the process group of a caller that waits
+// in its process's queue, where a hand-off can reach it, "0" for one that
+// does not wait (a TryAcquire), "*" once two different ones were refused.
+// The lock is handed over only while that names nobody but the releasing
+// process, and at most maxHandoffs times in a row. A release that lets
+// others in makes its process hand the lock over no more for a while (see
+// handoff.go), so that those who were refused, whom a release wakes or who
+// try again by themselves (a TryAcquire that polls), find the lock free as
+// often as without hand-offs. Waiters of the same process on other clients
+// are looked for by the releaser itself.
+var handoffScript = newScript(acquirePrelude + `
+local v = redis.pcall('hmget', KEYS[1], 'owner', 'token', 'chain', 'from', 'waits')
 if v.err or v[1] ~= ARGV[1] or tonumber(v[2]) ~= tonumber(ARGV[2]) then
   if not v.err and v[1] == ARGV[5] and tonumber(v[4]) == tonumber(ARGV[2]) then
     return tonumber(v[2])
@@ -251,9 +239,12 @@ if v.err or v[1] ~= ARGV[1] or tonumber(v[2]) ~= tonumber(ARGV[2]) then
   end
   return -1
 end
-local w = redis.pcall('get', KEYS[3])
-local others = w and w ~= ARGV[7]
-if others or (tonumber(v[3]) or 0) >= ` + strconv.Itoa(maxHandoffs) + ` then
+local others = ARGV[8] == '1' or (v[5] and v[5] ~= '' and v[5] ~= ARGV[7])
+local token
+if not others and (tonumber(v[3]) or 0) < ` + strconv.Itoa(maxHandoffs) + ` then
+  token = nexttoken(KEYS[3])
+end
+if not token then
   redis.call('del', KEYS[1])
   redis.call('set', KEYS[2], ARGV[2], 'px', LATCH_TTL_MS)
   redis.call(ARGV[4], ARGV[3], '')
@@ -262,11 +253,7 @@ if others or (tonumber(v[3]) or 0) >= ` + strconv.Itoa(maxHandoffs) + ` then
   end
   return 0
 end
-local token, err = nexttoken(KEYS[4])
-if err then
-  return err
-end
-redis.call('hset', KEYS[1], 'owner', ARGV[5], 'count', 1, 'token', token, 'chain', (tonumber(v[3]) or 0) + 1, 'from', ARGV[2])
+redis.call('hset', KEYS[1], 'owner', ARGV[5], 'count', 1, 'token', token, 'waits', '', 'chain', (tonumber(v[3]) or 0) + 1, 'from', ARGV[2])
 redis.call('pexpire', KEYS[1], ARGV[6])
 return token
 `)

@@ -5,46 +5,27 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // Names derived from a lock key carry "{T}", where T is a short tag that
 // hashes to the key's Redis Cluster slot, so that they live on the key's
 // shard whatever the key contains and one script may use both.
 
-// sharedFence is the fencing counter of every lock name on a client whose
-// keys all live on one server (a *redis.Client, Sentinel's failover client
-// included): one integer for the whole database, which never expires. "{}"
-// is no hash tag (an empty one does not count); it keeps the name within
-// the pattern redislock:{*}:fence of the per-slot counters, so that ACL
-// rules written for those cover it.
-const sharedFence = "redislock:{}:fence"
-
 // channelFor returns the pub/sub channel on which releases of key are
 // announced. Channels and keys live in separate namespaces; the prefix keeps
 // it apart from other applications' channels.
 func channelFor(key string) string { return derivedNames(key).channel }
 
-// fenceKeyFor returns the fencing counter of key's cluster slot, for the
-// clients whose keys may live on several servers (a *redis.ClusterClient,
-// a *redis.Ring, any other UniversalClient): one integer shared by every
-// lock name of the slot, so that the counters number at most 16,384
-// whatever the number of names, and a script may use it with the key. It
-// never expires.
+// fenceKeyFor returns the fencing counter of key's cluster slot: one
+// integer shared by every lock name of the slot, so that the counters
+// number at most 16,384 whatever the number of names, and a script may use
+// it with the key. It never expires.
 func fenceKeyFor(key string) string { return derivedNames(key).fence }
 
 // latchKeyFor returns the release latch of key: the token of the hold last
 // released, kept for [ReleaseLatchTTL] so that a retried release is known to
 // have succeeded. A Lock's latch adds ":" and its owner (see newNames).
 func latchKeyFor(key string) string { return derivedNames(key).latch }
-
-// singleServer reports whether every key of client lives on one server, so
-// that one fencing counter may serve all lock names.
-func singleServer(client redis.UniversalClient) bool {
-	_, ok := client.(*redis.Client)
-	return ok
-}
 
 // slotName returns "redislock:{T}:" + suffix, in key's slot.
 func slotName(key, suffix string) string {
@@ -73,11 +54,11 @@ type lockNames struct{ key, channel, fence, latch, owner string }
 
 // newNames returns the names of the Lock on the key prefix+name whose owner
 // is owner or, when owner is "", a new random UUID; its fencing counter is
-// sharedFence when shared, else the key's slot's. They take one
+// the key's slot's. They take one
 // allocation, as a Lock made for each entity should: the key is the end of
 // the channel (channelFor), the owner the end of the latch
 // (latchKeyFor + ":" + owner).
-func newNames(prefix, name, owner string, shared bool) lockNames {
+func newNames(prefix, name, owner string) lockNames {
 	var k [128]byte // longer keys are copied to the heap, once
 	slot := keySlot(append(append(k[:0], prefix...), name...))
 	var t [12]byte
@@ -88,10 +69,8 @@ func newNames(prefix, name, owner string, shared bool) lockNames {
 		ownerLen = len(id)
 	}
 	const head = len("redislock:{}:")
-	n := 2*(head+len(tag)+len(prefix)+len(name)) + len("released:") + 1 + ownerLen
-	if !shared {
-		n += head + len(tag) + len("fence")
-	}
+	n := 2*(head+len(tag)+len(prefix)+len(name)) + len("released:") + 1 + ownerLen +
+		head + len(tag) + len("fence")
 	var b strings.Builder
 	b.Grow(n)
 	part := func(s ...string) (start, end int) {
@@ -110,20 +89,14 @@ func newNames(prefix, name, owner string, shared bool) lockNames {
 		b.WriteString(owner)
 	}
 	la1 := b.Len()
-	fe0, fe1 := 0, 0
-	if !shared {
-		fe0, fe1 = part("redislock:{", string(tag), "}:fence")
-	}
+	fe0, fe1 := part("redislock:{", string(tag), "}:fence")
 	s := b.String()
 	ln := lockNames{
 		key:     s[ch1-len(prefix)-len(name) : ch1],
 		channel: s[ch0:ch1],
-		fence:   sharedFence,
+		fence:   s[fe0:fe1],
 		latch:   s[la0:la1],
 		owner:   s[own0:la1],
-	}
-	if !shared {
-		ln.fence = s[fe0:fe1]
 	}
 	return ln
 }

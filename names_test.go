@@ -42,15 +42,12 @@ func TestDerivedNamesShareTheKeySlot(t *testing.T) {
 
 // A Lock's names, built in one allocation, are the derived names of its key.
 func TestNewNames(t *testing.T) {
-	for _, tc := range []struct {
-		prefix, name, owner string
-		shared              bool
-	}{
-		{"lock:", "a", "me", true},
-		{"lock:", "{user1}:x", "", false},
-		{"p:", strings.Repeat("n", 300), "o", false}, // longer than the stack buffer
+	for _, tc := range []struct{ prefix, name, owner string }{
+		{"lock:", "a", "me"},
+		{"lock:", "{user1}:x", ""},
+		{"p:", strings.Repeat("n", 300), "o"}, // longer than the stack buffer
 	} {
-		ln := newNames(tc.prefix, tc.name, tc.owner, tc.shared)
+		ln := newNames(tc.prefix, tc.name, tc.owner)
 		key := tc.prefix + tc.name
 		owner := tc.owner
 		if owner == "" {
@@ -58,19 +55,15 @@ func TestNewNames(t *testing.T) {
 			require.NoError(t, err, "a generated owner is a UUID")
 			owner = ln.owner
 		}
-		fence := fenceKeyFor(key)
-		if tc.shared {
-			fence = sharedFence
-		}
-		want := lockNames{key: key, channel: channelFor(key), fence: fence, latch: latchKeyFor(key) + ":" + owner, owner: owner}
+		want := lockNames{key: key, channel: channelFor(key), fence: fenceKeyFor(key), latch: latchKeyFor(key) + ":" + owner, owner: owner}
 		assert.Equal(t, want, ln)
 	}
-	a, b := newNames("lock:", "a", "", true), newNames("lock:", "a", "", true)
+	a, b := newNames("lock:", "a", ""), newNames("lock:", "a", "")
 	assert.NotEqual(t, a.owner, b.owner, "generated owners differ")
 }
 
-// One fencing counter serves every name on a client whose keys live on one
-// server; on a cluster or Ring, a script's keys must share a slot.
+// Every client takes a name's tokens from the counter of the key's slot,
+// so that tokens of one name are ordered whatever kind of client took them.
 func TestFenceKeyOfClient(t *testing.T) {
 	single := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	failover := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: "m", SentinelAddrs: []string{"127.0.0.1:1"}})
@@ -79,21 +72,14 @@ func TestFenceKeyOfClient(t *testing.T) {
 	for _, c := range []redis.UniversalClient{single, failover, ring, cluster} {
 		defer c.Close()
 	}
-	for _, tc := range []struct {
-		client redis.UniversalClient
-		shared bool
-	}{{single, true}, {failover, true}, {ring, false}, {cluster, false}} {
+	for _, c := range []redis.UniversalClient{single, failover, ring, cluster} {
 		for _, p := range []struct {
 			prim  *primitive
 			extra []any
-		}{{mutex, nil}, {semaphore, []any{int64(1)}}, {rwReader, []any{"r", int64(1)}}, {fairMutex, fairExtra}} {
-			l, err := newLock(tc.client, "x", p.prim, nil, p.extra)
+		}{{mutex, mutexExtra}, {semaphore, []any{int64(1)}}, {rwReader, []any{"r", int64(1)}}, {fairMutex, fairExtra}} {
+			l, err := newLock(c, "x", p.prim, nil, p.extra)
 			require.NoError(t, err)
-			want := fenceKeyFor(l.key)
-			if tc.shared {
-				want = sharedFence
-			}
-			assert.Equal(t, want, l.acquireKeys[1], "%T, %s", tc.client, p.prim.name)
+			assert.Equal(t, fenceKeyFor(l.key), l.acquireKeys[1], "%T, %s", c, p.prim.name)
 		}
 	}
 }

@@ -90,6 +90,9 @@ type waitQueue struct {
 	ready     chan struct{} // closed when the subscription is confirmed
 	confirmed bool
 	idleSince time.Time // when the last waiter left; zero while in use
+	// shareUntil: a release found others than this process kept waiting;
+	// until then, releases let them in (see handoff.go).
+	shareUntil time.Time
 
 	// After the server unsubscribed the channel (its slot moved), the
 	// notifier does not subscribe it at avoid again before avoidUntil: the
@@ -99,6 +102,7 @@ type waitQueue struct {
 }
 
 type waiter struct {
+	n     *notifier
 	q     *waitQueue
 	wake  chan struct{} // capacity 1: a wake-up is never lost, never blocks
 	owner string        // a release naming this owner wakes this waiter
@@ -215,7 +219,7 @@ func join(l *Lock) (*notifier, *waiter) {
 			}
 			send = n.moveLocked(q, sc)
 		}
-		w := &waiter{q: q, wake: make(chan struct{}, 1), owner: l.owner, lock: l}
+		w := &waiter{n: n, q: q, wake: make(chan struct{}, 1), owner: l.owner, lock: l}
 		q.waiters = append(q.waiters, w)
 		q.idleSince = time.Time{}
 		waiting.Add(1)

@@ -69,10 +69,6 @@ type primitive struct {
 	// fair: waiters queue in Redis; each tries when the release names it
 	// or its waiter lease is due for renewal, not only the local head.
 	fair bool
-	// waitsKey: acquire takes KEYS[3], and handoff the key before the
-	// fencing counter, named as the lock's release channel, where the
-	// primitive may keep a record of its waiters; extraKeys must be nil.
-	waitsKey bool
 	// extraKeys returns the keys acquire and release take after their
 	// first two (KEYS[3], ...); nil for none.
 	extraKeys func(key string) []string

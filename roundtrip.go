@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -32,9 +30,6 @@ func (l *Lock) runAcquire(ctx context.Context, token any, waiting bool) (grant, 
 		acquireCmds.Put(buf)
 	}()
 	keys := l.acquireKeys
-	if keys[1] == sharedFence && slotted(l.client) {
-		keys = slotFence(keys)
-	}
 	cmd := append(buf[:0], "evalsha", l.prim.acquireSHA, len(keys))
 	for i := range keys {
 		cmd = append(cmd, &keys[i])
@@ -45,21 +40,10 @@ func (l *Lock) runAcquire(ctx context.Context, token any, waiting bool) (grant, 
 	}
 	var v any
 	var err error
-	for {
-		if l.opts.minReplicas > 0 && fresh {
-			v, g.replicas, err = l.evalReplicated(ctx, l.prim.acquire, keys, cmd[3+len(keys):])
-		} else {
-			v, err = evalsha(ctx, l.client, l.prim.acquire, keys, cmd).Result()
-		}
-		if err == nil || keys[1] != sharedFence || !isCrossSlot(err) {
-			break
-		}
-		// The server shards keys after all (a plain client of a server in
-		// cluster mode, or of a proxy): the shared counter cannot have
-		// served it, so its Locks use the slots' counters from now on.
-		slottedClients.Store(l.client, true)
-		keys = slotFence(keys)
-		cmd[4] = &keys[1]
+	if l.opts.minReplicas > 0 && fresh {
+		v, g.replicas, err = l.evalReplicated(ctx, l.prim.acquire, keys, cmd[3+len(keys):])
+	} else {
+		v, err = evalsha(ctx, l.client, l.prim.acquire, keys, cmd).Result()
 	}
 	if err != nil {
 		return g, l.wrapRedisErr("acquire", err)
@@ -74,31 +58,6 @@ func (l *Lock) runAcquire(ctx context.Context, token any, waiting bool) (grant, 
 		g.pttl = time.Duration(-n) * time.Millisecond
 	}
 	return g, nil
-}
-
-// slottedClients are the clients that looked single-server (see
-// singleServer) but refused a script's keys in different slots. They are
-// kept for the process's life: few clients ever land here. A fair or RW
-// lock's leave script still names the shared counter on them and fails
-// there, which leaves the waiter's mark to its lease.
-var slottedClients sync.Map // redis.UniversalClient → true
-
-func slotted(c redis.UniversalClient) bool {
-	_, ok := slottedClients.Load(c)
-	return ok
-}
-
-// slotFence returns acquire keys with the key's slot's fencing counter in
-// the place of the shared one.
-func slotFence(keys []string) []string {
-	keys = slices.Clone(keys)
-	keys[1] = fenceKeyFor(keys[0])
-	return keys
-}
-
-func isCrossSlot(err error) bool {
-	var rerr redis.Error
-	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "CROSSSLOT")
 }
 
 // acquireCmds are the buffers acquire commands are built in: a Lock does
