@@ -17,7 +17,7 @@ import (
 const review2PreviousACL = "resetkeys resetchannels -@all +evalsha +eval +subscribe +unsubscribe +wait +del +exists +get +hget +hmget +hset +incr +pexpire +pttl +publish +set +time +zadd +zcard +zcount +zrange +zrangebyscore +zrem +zremrangebyscore +zscan +zscore ~lock:* ~redislock:{*}:fence ~redislock:{*}:released:lock:* ~redislock:{*}:queue:lock:* ~redislock:{*}:waiters:lock:* &redislock:{*}:lock:*"
 
 // Promise (README "TLS and ACLs": a service needs only this ACL user; no
-// upgrade note says the line changed). Broken: every mutex acquire now
+// upgrade note says the line changed). Was broken: every mutex acquire now
 // declares the waits key (named as the release channel) among its script
 // keys, which the server checks before running the script, so a service
 // upgraded under the ACL the README gave before cannot take even a free

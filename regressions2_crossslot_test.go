@@ -35,7 +35,7 @@ func regressionCRC16(s string) uint16 {
 // Promise (README "Fencing tokens": a redis.Client whose server refuses
 // cross-slot keys "gets CROSSSLOT for its first acquire, which is then sent
 // again with the slot's counter, as are all later ones of that client";
-// every fresh acquisition of a name gets a larger token). Broken: a name in
+// every fresh acquisition of a name gets a larger token). Was broken: a name in
 // the slot of "redislock:{}:fence" itself never gets CROSSSLOT, so a client
 // that has not yet met another name takes that name's tokens from the
 // shared counter, while a client that fell back takes them from the slot's
@@ -86,7 +86,7 @@ func TestRegressionCrossSlotFallbackTokensOfTheSharedFencesSlot(t *testing.T) {
 
 // Promise (fair.go, WithFair: "a waiter that gives up leaves the queue at
 // once"; README: on a server that refuses cross-slot keys, all later
-// requests of the client use the slot's counter). Broken: the fair lock's
+// requests of the client use the slot's counter). Was broken: the fair lock's
 // leave script still names the shared counter among its keys, so on such a
 // server it fails with CROSSSLOT, silently; the waiter that gave up stays
 // at the head of the queue until its 3 s lease ends, and the next waiter

@@ -25,7 +25,7 @@ func (h slowHandler) WithAttrs([]slog.Attr) slog.Handler        { return h }
 func (h slowHandler) WithGroup(string) slog.Handler             { return h }
 
 // Promise (README, reliability: a hold lost at its validity deadline is
-// told, Lost closed, before the server's expiry lets a rival in). Broken:
+// told, Lost closed, before the server's expiry lets a rival in). Was broken:
 // every Lock's deadline fires from one timer, and the holds due at one
 // firing are handed to their Locks one after the other on that firing's
 // goroutine, each running its loss report (logger, observer)

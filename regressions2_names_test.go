@@ -14,7 +14,7 @@ import (
 
 // Promise (mutex.go, README "Fencing tokens"): the fencing counter of a
 // slot serves every lock name of that slot and is never written but by
-// INCR. Broken: the waits key of the lock key "fence" is named
+// INCR. Was broken: the waits key of the lock key "fence" is named
 // "redislock:{T}:fence", the fencing counter of its own slot, so a refused
 // acquire of that name overwrites the counter with "*" for 10 s, and every
 // lock of the slot then fails to acquire with a WRONGTYPE error.
@@ -46,7 +46,7 @@ func TestRegressionWaitsKeyIsTheSlotFence(t *testing.T) {
 }
 
 // Promise (README key layout, ACL): a fair lock's queue key belongs to that
-// fair lock. Broken: a mutex whose key is "queue:" + the fair lock's key
+// fair lock. Was broken: a mutex whose key is "queue:" + the fair lock's key
 // (same slot, through a hash tag) has its waits key named exactly as the
 // fair lock's queue; a refused acquire of the mutex SETs a string there, and
 // the fair lock can then neither queue nor take the lock (WRONGTYPE).
@@ -74,7 +74,7 @@ func TestRegressionWaitsKeyIsAFairQueue(t *testing.T) {
 }
 
 // Promise (README "Fencing tokens"): every fresh acquisition of a name, by
-// anyone using this library, gets a larger token. Broken: a *redis.Client
+// anyone using this library, gets a larger token. Was broken: a *redis.Client
 // takes tokens from redislock:{}:fence while a Ring (or a cluster client of
 // a Sentinel-managed server) on the same server takes them from the slot's
 // counter; the two are not ordered, so a later holder gets a smaller token.

@@ -15,7 +15,7 @@ import (
 )
 
 // Promise (TryAcquire: false and no error when another holds the lock;
-// the refusal reads only). Broken: a refused mutex acquire now writes the
+// the refusal reads only). Was broken: a refused mutex acquire now writes the
 // waits key (SET), which a server over maxmemory with noeviction refuses
 // inside the script: TryAcquire of a held lock fails with an OOM error,
 // and a waiting Acquire stops at once instead of waiting for the release.

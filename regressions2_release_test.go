@@ -13,7 +13,7 @@ import (
 )
 
 // Promise (Release: the last level deletes the key; a fencing counter that
-// is not an integer fails acquires, with WRONGTYPE). Broken: when a local
+// is not an integer fails acquires, with WRONGTYPE). Was broken: when a local
 // waiter is there, the last release is the hand-off script, which takes
 // the heir's token before it deletes anything; a counter that is not an
 // integer (an operator's SET, or the waits key of the lock "fence" on a
@@ -41,7 +41,7 @@ func TestRegressionReleaseWithABadCounterFreesTheLock(t *testing.T) {
 	<-done
 }
 
-// Promise (as above: the last release deletes the key). Broken the same
+// Promise (as above: the last release deletes the key). Was broken the same
 // way on a server over maxmemory with noeviction: the hand-off script's
 // first write is the heir's token (INCR), which the server refuses, so
 // nothing is deleted and the key stays for its TTL while the holder's Lock
