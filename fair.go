@@ -134,38 +134,21 @@ var fairReleaseScript = newScript(fairScriptHead + mutexReleaseSource("redis.cal
 // hands the lock over when the heir is at the head of the queue, and takes
 // it out of the queue; otherwise it releases as fairReleaseScript does,
 // naming the head. The queue keeps the order, so nothing else is weighed.
-var fairHandoffScript = newScript(acquirePrelude + fairScriptHead + `
-local v = redis.pcall('hmget', KEYS[1], 'owner', 'token', 'from')
-if v.err or v[1] ~= ARGV[1] or tonumber(v[2]) ~= tonumber(ARGV[2]) then
-  if not v.err and v[1] == ARGV[5] and tonumber(v[3]) == tonumber(ARGV[2]) then
-    return tonumber(v[2])
-  end
-  if redis.pcall('get', KEYS[2]) == ARGV[2] then
-    return 0
-  end
-  return -1
-end
+var fairHandoffScript = newScript(acquirePrelude + fairScriptHead + handoffPrelude + `
 local head = redis.call('zrange', KEYS[3], 0, 0)[1]
-if head ~= ARGV[5] then
-  redis.call('del', KEYS[1])
-  redis.call('set', KEYS[2], ARGV[2], 'px', LATCH_TTL_MS)
-  redis.call(ARGV[4], ARGV[3], head or '')
-  return 0
+local token
+if head == ARGV[5] then
+  token = nexttoken(KEYS[5])
 end
-local token = nexttoken(KEYS[5])
 if not token then
-  -- A counter it cannot use (of another type, or a server out of memory):
-  -- release all the same.
-  redis.call('del', KEYS[1])
-  redis.call('set', KEYS[2], ARGV[2], 'px', LATCH_TTL_MS)
-  redis.call(ARGV[4], ARGV[3], head or '')
+  -- Someone else is first, or the counter cannot be used (of another
+  -- type, or a server out of memory): release all the same.
+  release(head or '')
   return 0
 end
 redis.call('zrem', KEYS[3], ARGV[5])
 redis.call('zrem', KEYS[4], ARGV[5])
-redis.call('hset', KEYS[1], 'owner', ARGV[5], 'count', 1, 'token', token, 'from', ARGV[2])
-redis.call('pexpire', KEYS[1], ARGV[6])
-return token
+return grant(token)
 `)
 
 // fairLeaveScript takes a waiter that gives up out of the queue, and if it

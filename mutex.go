@@ -228,10 +228,35 @@ const maxHandoffs = 16
 // try again by themselves (a TryAcquire that polls), find the lock free as
 // often as without hand-offs. Waiters of the same process on other clients
 // are looked for by the releaser itself.
-var handoffScript = newScript(acquirePrelude + `
-local v = redis.pcall('hmget', KEYS[1], 'owner', 'token', 'chain', 'from', 'waits')
+var handoffScript = newScript(acquirePrelude + handoffPrelude + `
+local others = ARGV[8] == '1' or (v[5] and v[5] ~= '' and v[5] ~= ARGV[7])
+local chain = tonumber(v[4]) or 0
+local token
+if not others and chain < ` + strconv.Itoa(maxHandoffs) + ` then
+  token = nexttoken(KEYS[3])
+end
+if not token then
+  release('')
+  if others then
+    return -2
+  end
+  return 0
+end
+return grant(token, 'waits', '', 'chain', chain + 1)
+`)
+
+// handoffPrelude is the part the hand-off scripts of the mutex and the fair
+// mutex share. It reads the lock hash into v (owner, token, from, chain,
+// waits) and returns for a hold that is not on the key: the token "from"
+// names when a retry of a hand-off that was made comes after its reply was
+// lost, 0 for a retried release, -1 otherwise. release(next) releases the
+// lock as the mutex's release does, announcing next; grant(token, ...)
+// makes the heir's hold, with the fields given after the token, and
+// returns the token.
+const handoffPrelude = `
+local v = redis.pcall('hmget', KEYS[1], 'owner', 'token', 'from', 'chain', 'waits')
 if v.err or v[1] ~= ARGV[1] or tonumber(v[2]) ~= tonumber(ARGV[2]) then
-  if not v.err and v[1] == ARGV[5] and tonumber(v[4]) == tonumber(ARGV[2]) then
+  if not v.err and v[1] == ARGV[5] and tonumber(v[3]) == tonumber(ARGV[2]) then
     return tonumber(v[2])
   end
   if redis.pcall('get', KEYS[2]) == ARGV[2] then
@@ -239,21 +264,14 @@ if v.err or v[1] ~= ARGV[1] or tonumber(v[2]) ~= tonumber(ARGV[2]) then
   end
   return -1
 end
-local others = ARGV[8] == '1' or (v[5] and v[5] ~= '' and v[5] ~= ARGV[7])
-local token
-if not others and (tonumber(v[3]) or 0) < ` + strconv.Itoa(maxHandoffs) + ` then
-  token = nexttoken(KEYS[3])
-end
-if not token then
+local function release(next)
   redis.call('del', KEYS[1])
   redis.call('set', KEYS[2], ARGV[2], 'px', LATCH_TTL_MS)
-  redis.call(ARGV[4], ARGV[3], '')
-  if others then
-    return -2
-  end
-  return 0
+  redis.call(ARGV[4], ARGV[3], next)
 end
-redis.call('hset', KEYS[1], 'owner', ARGV[5], 'count', 1, 'token', token, 'waits', '', 'chain', (tonumber(v[3]) or 0) + 1, 'from', ARGV[2])
-redis.call('pexpire', KEYS[1], ARGV[6])
-return token
-`)
+local function grant(token, ...)
+  redis.call('hset', KEYS[1], 'owner', ARGV[5], 'count', 1, 'token', token, 'from', ARGV[2], ...)
+  redis.call('pexpire', KEYS[1], ARGV[6])
+  return token
+end
+`
