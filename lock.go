@@ -107,10 +107,7 @@ func newLock(client redis.UniversalClient, name string, p *primitive, opts []Opt
 	// that it costs no allocation of its own: New is paid by every lock
 	// name in the one-Lock-per-entity pattern. go-redis reads *string and
 	// *int64 arguments as their values, for routing too.
-	var pub any = "publish"
-	if _, ok := client.(*redis.ClusterClient); ok {
-		pub = "spublish" // heard on the channel's shard only
-	}
+	pub := publishVerb(client)
 	l.keyBuf = [...]string{l.key, ln.fence}
 	l.acquireKeys = l.keyBuf[:]
 	release := append(l.cmdBuf[:0], "evalsha", p.releaseSHA, 2, &l.key, &l.latch)

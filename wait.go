@@ -153,13 +153,16 @@ func (l *Lock) leave(ctx context.Context) {
 
 // publishVerb is the command that announces on a release channel through
 // client: PUBLISH, or SPUBLISH on a cluster (heard on the channel's shard
-// only).
-func publishVerb(client redis.UniversalClient) string {
+// only). It is boxed once, so that a command built with it allocates
+// nothing for it.
+func publishVerb(client redis.UniversalClient) any {
 	if _, ok := client.(*redis.ClusterClient); ok {
-		return "spublish"
+		return spublishVerb
 	}
-	return "publish"
+	return plainPublishVerb
 }
+
+var plainPublishVerb, spublishVerb any = "publish", "spublish"
 
 // backoff paces the attempts of one waiter: each sleep is drawn uniformly
 // from [min, cap], where cap doubles from min up to max with every attempt
